@@ -1,0 +1,96 @@
+"""FedAvg (McMahan et al., AISTATS 2017): the sample-weighted mean of node updates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from clawfed.aggregation.base import Aggregator, FitInstruction, all_nodes
+from clawfed.core import NodeInfo, Update, Weights
+
+_BLOCK = 1 << 20  # elements per block when folding, bounds temporaries to 8 MiB
+
+
+def axpy(acc: np.ndarray, x: np.ndarray, alpha: float) -> None:
+    """``acc += alpha * x`` in place, blockwise so no full-size temporary is made."""
+    flat_acc = acc.reshape(-1)
+    flat_x = x.reshape(-1)
+    tmp = np.empty(min(_BLOCK, flat_x.size), dtype=acc.dtype)
+    for start in range(0, flat_x.size, _BLOCK):
+        stop = min(start + _BLOCK, flat_x.size)
+        t = tmp[: stop - start]
+        np.multiply(flat_x[start:stop], alpha, out=t, casting="unsafe")
+        flat_acc[start:stop] += t
+
+
+class WeightedMeanAggregator:
+    """Streaming weighted mean of update deltas, added to the global weights at the end.
+
+    Memory is one float64 accumulator the size of the model, however many updates arrive.
+    The weight of an update is its sample count unless ``weight_of`` says otherwise.
+    """
+
+    streaming = True
+
+    def __init__(
+        self, global_weights: Weights, weight_of: Callable[[Update], float] | None = None
+    ) -> None:
+        self._global = global_weights
+        self._acc = {n: np.zeros(a.shape, dtype=np.float64) for n, a in global_weights.items()}
+        self._total = 0.0
+        self._count = 0
+        self._weight_of = weight_of
+
+    def add(self, update: Update) -> None:
+        w = float(update.num_samples if self._weight_of is None else self._weight_of(update))
+        if not w > 0.0:
+            raise ValueError(f"aggregation weight of {update.node_id} must be > 0, got {w}")
+        for name, acc in self._acc.items():
+            axpy(acc, update.delta[name], w)
+        self._total += w
+        self._count += 1
+
+    def count(self) -> int:
+        return self._count
+
+    def total_weight(self) -> float:
+        """Sum of the weights of the updates added so far."""
+        return self._total
+
+    def mean_delta(self) -> Weights:
+        """The weighted mean delta (float64)."""
+        if self._count == 0:
+            raise ValueError("no update was added; cannot aggregate an empty round")
+        return Weights((n, a / self._total) for n, a in self._acc.items())
+
+    def result(self) -> Weights:
+        if self._count == 0:
+            raise ValueError("no update was added; cannot aggregate an empty round")
+        out: list[tuple[str, np.ndarray]] = []
+        for name, g in self._global.items():
+            new = g.astype(np.float64)
+            axpy(new, self._acc[name], 1.0 / self._total)
+            out.append((name, new.astype(g.dtype)))
+        return Weights(out)
+
+
+class FedAvg:
+    """Every node trains each round; the new model is the sample-weighted mean."""
+
+    name = "fedavg"
+
+    def configure(self, round_no: int, nodes: Sequence[NodeInfo]) -> list[FitInstruction]:
+        del round_no
+        return all_nodes(nodes)
+
+    def aggregator(self, global_weights: Weights, round_no: int) -> Aggregator:
+        del round_no
+        return WeightedMeanAggregator(global_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        del state
