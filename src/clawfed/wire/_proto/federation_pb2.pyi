@@ -35,6 +35,8 @@ class _TaskKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskKind.Val
     TASK_KIND_UNSPECIFIED: _TaskKind.ValueType  # 0
     TASK_KIND_FIT: _TaskKind.ValueType  # 1
     TASK_KIND_EVALUATE: _TaskKind.ValueType  # 2
+    TASK_KIND_INIT: _TaskKind.ValueType  # 3
+    """return the initial global weights for a new job"""
 
 class TaskKind(_TaskKind, metaclass=_TaskKindEnumTypeWrapper):
     """---- tasks --------------------------------------------------------------------------"""
@@ -42,6 +44,8 @@ class TaskKind(_TaskKind, metaclass=_TaskKindEnumTypeWrapper):
 TASK_KIND_UNSPECIFIED: TaskKind.ValueType  # 0
 TASK_KIND_FIT: TaskKind.ValueType  # 1
 TASK_KIND_EVALUATE: TaskKind.ValueType  # 2
+TASK_KIND_INIT: TaskKind.ValueType  # 3
+"""return the initial global weights for a new job"""
 Global___TaskKind: _TypeAlias = TaskKind  # noqa: Y015
 
 @_typing.final

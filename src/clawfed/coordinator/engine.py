@@ -1,0 +1,357 @@
+"""The synchronous round engine: push tasks, fold in updates as they arrive, persist rounds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from clawfed.aggregation import Strategy
+from clawfed.coordinator.gateway import (
+    FailureCode,
+    NodeGateway,
+    OutboundModel,
+    TaskFailed,
+    TaskKind,
+    TaskOutcome,
+    TaskRequest,
+)
+from clawfed.coordinator.jobspec import JobSpec
+from clawfed.core import JobError, NodeInfo, Update, UpdateRejected, Weights
+
+log = logging.getLogger("clawfed.coordinator.engine")
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A node whose update entered the aggregate."""
+
+    node_id: str
+    department: str
+    num_samples: int
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A node that was asked but is not in the aggregate, and why."""
+
+    node_id: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What happened in one attempt at one round."""
+
+    job_id: str
+    round_no: int
+    attempt: int
+    started_at: datetime
+    finished_at: datetime
+    participants: tuple[Participant, ...]
+    dropped: tuple[Exclusion, ...]
+    rejected: tuple[Exclusion, ...]
+    bytes_down: int
+    bytes_up: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        """Wall time of the attempt."""
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a job stands according to the store."""
+
+    rounds_done: int
+    weights: Weights | None
+    strategy_state: Mapping[str, Any]
+
+
+class JobLedger(Protocol):
+    """What the engine persists; implemented over the SQL store and artifact folder."""
+
+    def progress(self, job_id: str) -> Progress:
+        """Rounds completed so far and the latest global weights (None before round 1)."""
+        ...
+
+    def save_initial(self, job_id: str, weights: Weights, source_node: str) -> None:
+        """Keep the initial weights so a restart does not ask a node again."""
+        ...
+
+    def complete_round(
+        self, report: RoundReport, weights: Weights, strategy_state: Mapping[str, Any]
+    ) -> str:
+        """Atomically record a completed round and its new version; return the version id."""
+        ...
+
+    def record_failed_attempt(self, report: RoundReport, reason: str) -> None:
+        """Record an attempt that did not reach min_nodes (the round will be retried)."""
+        ...
+
+
+EventSink = Callable[[str, Mapping[str, Any]], None]
+
+
+def _ignore(kind: str, data: Mapping[str, Any]) -> None:
+    del kind, data
+
+
+def combine_metrics(parts: Sequence[Participant]) -> dict[str, float]:
+    """Sample-weighted mean of each metric over the participants that report it."""
+    sums: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    for p in parts:
+        for name, value in p.metrics.items():
+            sums[name] = sums.get(name, 0.0) + value * p.num_samples
+            weights[name] = weights.get(name, 0.0) + p.num_samples
+    return {name: sums[name] / weights[name] for name in sums}
+
+
+class RoundEngine:
+    """Runs one job round by round until done, failed or cancelled."""
+
+    def __init__(
+        self,
+        gateway: NodeGateway,
+        ledger: JobLedger,
+        *,
+        job_id: str,
+        spec: JobSpec,
+        strategy: Strategy,
+        events: EventSink = _ignore,
+    ) -> None:
+        self._gw = gateway
+        self._ledger = ledger
+        self._job_id = job_id
+        self._spec = spec
+        self._strategy = strategy
+        self._events = events
+
+    async def run(self) -> str | None:
+        """Run the remaining rounds; return the last version id (None if no round ran)."""
+        progress = self._ledger.progress(self._job_id)
+        self._strategy.load_state_dict(progress.strategy_state)
+        weights = progress.weights
+        if weights is None:
+            weights = await self._initial_weights()
+        version: str | None = None
+        for round_no in range(progress.rounds_done + 1, self._spec.rounds + 1):
+            weights, version = await self._round(round_no, weights)
+        return version
+
+    def _request(
+        self, kind: TaskKind, round_no: int, config: Mapping[str, Any], weights: Weights | None
+    ) -> TaskRequest:
+        merged: dict[str, Any] = {"model": self._spec.model.name}
+        merged.update({f"model.{k}": v for k, v in self._spec.model.settings.items()})
+        merged.update(self._spec.train)
+        if self._spec.dataset is not None:
+            merged["dataset"] = self._spec.dataset
+        merged.update(config)
+        return TaskRequest(
+            task_id=uuid.uuid4().hex,
+            job_id=self._job_id,
+            round_no=round_no,
+            kind=kind,
+            deadline_unix=time.time() + self._spec.round_deadline_s,
+            config=merged,
+            expected=None if weights is None else weights.spec(),
+        )
+
+    async def _initial_weights(self) -> Weights:
+        """Ask one live participant for the model's initial weights."""
+        last = "no node connected"
+        for _attempt in range(self._spec.max_retries + 1):
+            nodes = await self._gw.wait_for_nodes(
+                self._spec.participants, 1, self._spec.round_deadline_s
+            )
+            for node in nodes:
+                request = self._request(TaskKind.INIT, 0, {}, None)
+                try:
+                    outcome = await asyncio.wait_for(
+                        self._gw.run_task(node.node_id, request, None),
+                        self._spec.round_deadline_s,
+                    )
+                except (TaskFailed, UpdateRejected, TimeoutError) as exc:
+                    last = f"{node.node_id}: {exc or 'no answer before the deadline'}"
+                    log.warning("job %s: asking for initial weights failed: %s", self._job_id, last)
+                    continue
+                if outcome.weights is None or len(outcome.weights) == 0:
+                    last = f"{node.node_id}: returned no weights"
+                    continue
+                outcome.weights.check_finite()
+                self._ledger.save_initial(self._job_id, outcome.weights, node.node_id)
+                return outcome.weights
+        raise JobError(f"job {self._spec.name}: could not get initial weights ({last})")
+
+    async def _round(self, round_no: int, weights: Weights) -> tuple[Weights, str]:
+        last_reason = ""
+        attempts = self._spec.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            result = await self._attempt(round_no, attempt, weights)
+            if isinstance(result, tuple):
+                return result
+            last_reason = result
+            log.warning(
+                "job %s round %d attempt %d/%d failed: %s",
+                self._spec.name,
+                round_no,
+                attempt,
+                attempts,
+                result,
+            )
+        raise JobError(
+            f"job {self._spec.name}: round {round_no} failed after {attempts} attempt(s): "
+            f"{last_reason}"
+        )
+
+    async def _attempt(
+        self, round_no: int, attempt: int, weights: Weights
+    ) -> tuple[Weights, str] | str:
+        started = datetime.now(UTC)
+        spec = self._spec
+        nodes = await self._gw.wait_for_nodes(
+            spec.participants, spec.min_nodes, spec.round_deadline_s
+        )
+        if len(nodes) < spec.min_nodes:
+            reason = f"only {len(nodes)} of min_nodes={spec.min_nodes} node(s) connected"
+            self._ledger.record_failed_attempt(
+                RoundReport(
+                    self._job_id, round_no, attempt, started, datetime.now(UTC), (), (), (), 0, 0
+                ),
+                reason,
+            )
+            return reason
+        instructions = self._strategy.configure(round_no, nodes)
+        departments = {n.node_id: n.department for n in nodes}
+        aggregator = self._strategy.aggregator(weights, round_no)
+        model: OutboundModel = self._gw.prepare(weights)
+        requests = {
+            i.node_id: self._request(TaskKind.FIT, round_no, i.config, weights)
+            for i in instructions
+        }
+        self._events(
+            "round_started", {"job_id": self._job_id, "round": round_no, "nodes": sorted(requests)}
+        )
+        pending: dict[asyncio.Task[TaskOutcome], str] = {
+            asyncio.create_task(self._gw.run_task(nid, req, model)): nid
+            for nid, req in requests.items()
+        }
+        participants: list[Participant] = []
+        dropped: list[Exclusion] = []
+        rejected: list[Exclusion] = []
+        bytes_up = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spec.round_deadline_s
+        while pending:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            done, _ = await asyncio.wait(
+                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                node_id = pending.pop(task)
+                try:
+                    outcome = task.result()
+                    if outcome.weights is None:
+                        raise TaskFailed(node_id, FailureCode.NODE_ERROR, "fit returned no update")
+                    bytes_up += outcome.bytes_up
+                    aggregator.add(
+                        Update(node_id, outcome.num_samples, outcome.weights, outcome.metrics)
+                    )
+                except UpdateRejected as exc:
+                    rejected.append(Exclusion(node_id, str(exc.reason), exc.detail))
+                    self._events(
+                        "update_rejected",
+                        {
+                            "job_id": self._job_id,
+                            "round": round_no,
+                            "node_id": node_id,
+                            "reason": str(exc.reason),
+                            "detail": exc.detail,
+                        },
+                    )
+                    continue
+                except TaskFailed as exc:
+                    dropped.append(Exclusion(node_id, exc.code, exc.detail))
+                    self._events(
+                        "node_dropped",
+                        {
+                            "job_id": self._job_id,
+                            "round": round_no,
+                            "node_id": node_id,
+                            "reason": exc.code,
+                            "detail": exc.detail,
+                        },
+                    )
+                    continue
+                participants.append(
+                    Participant(
+                        node_id,
+                        departments.get(node_id, ""),
+                        outcome.num_samples,
+                        dict(outcome.metrics),
+                    )
+                )
+        for task, node_id in pending.items():
+            task.cancel()
+            await self._gw.cancel(node_id, requests[node_id].task_id, "round deadline passed")
+            detail = f"no answer within the round deadline of {spec.round_deadline_s:g} s"
+            dropped.append(Exclusion(node_id, "straggler", detail))
+            self._events(
+                "node_dropped",
+                {
+                    "job_id": self._job_id,
+                    "round": round_no,
+                    "node_id": node_id,
+                    "reason": "straggler",
+                    "detail": detail,
+                },
+            )
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        report = RoundReport(
+            job_id=self._job_id,
+            round_no=round_no,
+            attempt=attempt,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            participants=tuple(sorted(participants, key=lambda p: p.node_id)),
+            dropped=tuple(dropped),
+            rejected=tuple(rejected),
+            bytes_down=model.nbytes * len(requests),
+            bytes_up=bytes_up,
+            metrics=combine_metrics(participants),
+        )
+        if aggregator.count() < spec.min_nodes:
+            reason = (
+                f"only {aggregator.count()} usable update(s), min_nodes={spec.min_nodes}"
+                f" ({len(dropped)} dropped, {len(rejected)} rejected)"
+            )
+            self._ledger.record_failed_attempt(report, reason)
+            return reason
+        new_weights = aggregator.result()
+        new_weights.check_finite()
+        version = self._ledger.complete_round(report, new_weights, self._strategy.state_dict())
+        self._events(
+            "round_completed",
+            {"job_id": self._job_id, "round": round_no, "version": version, "report": report},
+        )
+        return new_weights, version
+
+
+def live_participants(nodes: Sequence[NodeInfo], wanted: Sequence[str] | None) -> list[NodeInfo]:
+    """The nodes among ``nodes`` that ``wanted`` names (all when None), in a stable order."""
+    chosen = [n for n in nodes if wanted is None or n.node_id in wanted]
+    return sorted(chosen, key=lambda n: n.node_id)

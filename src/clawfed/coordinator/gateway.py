@@ -1,0 +1,116 @@
+"""The seam between the round engine and the nodes: send a task, await its outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Protocol
+
+from clawfed.aggregation import ConfigValue
+from clawfed.core import ClawfedError, Metrics, NodeInfo, TensorSpec, Weights
+
+
+class TaskKind(StrEnum):
+    """What a node is asked to do."""
+
+    FIT = "fit"
+    EVALUATE = "evaluate"
+    INIT = "init"
+
+
+class FailureCode(StrEnum):
+    """Why a task produced no usable outcome (besides a rejected update)."""
+
+    DISCONNECTED = "disconnected"
+    NODE_ERROR = "node_error"
+    CANCELLED = "cancelled"
+    NOT_CONNECTED = "not_connected"
+    REFUSED = "refused"
+
+
+class TaskFailed(ClawfedError):
+    """A node could not complete a task; ``code`` says why, ``detail`` explains."""
+
+    def __init__(self, node_id: str, code: str, detail: str) -> None:
+        super().__init__(f"node {node_id}: {code}: {detail}")
+        self.node_id = node_id
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One task for one node. ``expected`` is the spec the returned weights must have."""
+
+    task_id: str
+    job_id: str
+    round_no: int
+    kind: TaskKind
+    deadline_unix: float
+    config: Mapping[str, ConfigValue] = field(default_factory=lambda: MappingProxyType({}))
+    expected: tuple[TensorSpec, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """A node's successful answer. ``weights`` is the delta for fit, the model for init."""
+
+    node_id: str
+    num_samples: int
+    metrics: Metrics
+    weights: Weights | None
+    bytes_up: int = 0
+
+
+class OutboundModel(Protocol):
+    """Global weights prepared once per round for sending to every node."""
+
+    @property
+    def weights(self) -> Weights:
+        """The weights being sent."""
+        ...
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes one node receives for this model."""
+        ...
+
+
+class NodeGateway(Protocol):
+    """How the round engine reaches nodes; gRPC sessions in production, memory in tests."""
+
+    def live_nodes(self) -> list[NodeInfo]:
+        """Nodes with an open session now."""
+        ...
+
+    async def wait_for_nodes(
+        self, wanted: Sequence[str] | None, count: int, timeout_s: float
+    ) -> list[NodeInfo]:
+        """Wait until ``count`` of ``wanted`` (or of all nodes) are live, or the timeout."""
+        ...
+
+    def prepare(self, weights: Weights) -> OutboundModel:
+        """Encode ``weights`` once so sending them to many nodes costs no re-encoding."""
+        ...
+
+    async def run_task(
+        self, node_id: str, request: TaskRequest, model: OutboundModel | None
+    ) -> TaskOutcome:
+        """Send the task (and model) and await the validated outcome.
+
+        Raises ``TaskFailed`` or ``UpdateRejected``.
+        """
+        ...
+
+    async def cancel(self, node_id: str, task_id: str, reason: str) -> None:
+        """Tell the node to abandon a task (best effort)."""
+        ...
+
+
+def validate_returned(outcome_weights: Weights, expected: Sequence[TensorSpec] | None) -> None:
+    """Check returned weights against the expected spec and for NaN/Inf."""
+    if expected is not None:
+        outcome_weights.check_conforms(expected)
+    outcome_weights.check_finite()

@@ -1,0 +1,446 @@
+"""Node sessions: one bidirectional gRPC stream per node, and the hub that routes tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc import aio
+
+from clawfed import PROTOCOL_VERSION
+from clawfed.coordinator.gateway import (
+    FailureCode,
+    OutboundModel,
+    TaskFailed,
+    TaskKind,
+    TaskOutcome,
+    TaskRequest,
+    validate_returned,
+)
+from clawfed.core import (
+    NodeInfo,
+    PayloadError,
+    RejectReason,
+    UpdateRejected,
+    Weights,
+)
+from clawfed.wire import values as wire_values
+from clawfed.wire._proto import federation_pb2 as pb
+from clawfed.wire.eof import STREAM_END
+from clawfed.wire.payload import Reassembler, encode
+
+log = logging.getLogger("clawfed.coordinator.sessions")
+
+_KIND_TO_PB = {
+    TaskKind.FIT: pb.TASK_KIND_FIT,
+    TaskKind.EVALUATE: pb.TASK_KIND_EVALUATE,
+    TaskKind.INIT: pb.TASK_KIND_INIT,
+}
+
+
+def _serialize(message: pb.CoordinatorMessage | bytes) -> bytes:
+    """Pre-serialized messages (the round's model chunks) pass through untouched."""
+    if isinstance(message, bytes):
+        return message
+    return message.SerializeToString()
+
+
+class EncodedModel:
+    """Global weights encoded once per round: the chunk messages are serialized once."""
+
+    def __init__(self, weights: Weights, chunk_size: int) -> None:
+        payload = encode(weights, uuid.uuid4().hex, chunk_size)
+        self._weights = weights
+        self.header = payload.header
+        self.messages: tuple[bytes, ...] = tuple(
+            pb.CoordinatorMessage(chunk=c).SerializeToString() for c in payload.chunks()
+        )
+
+    @property
+    def weights(self) -> Weights:
+        return self._weights
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.header.total_bytes)
+
+
+@dataclass
+class _Pending:
+    request: TaskRequest
+    future: asyncio.Future[TaskOutcome]
+    reassembler: Reassembler | None = None
+    num_samples: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class NodeSession:
+    """The coordinator's end of one node's stream."""
+
+    def __init__(
+        self,
+        info: NodeInfo,
+        context: aio.ServicerContext[pb.NodeMessage, pb.CoordinatorMessage | bytes],
+        hub: SessionHub,
+    ) -> None:
+        self.info = info
+        self.session_id = uuid.uuid4().hex
+        self._ctx = context
+        self._hub = hub
+        self._wlock = asyncio.Lock()
+        self._pending: dict[str, _Pending] = {}
+        self._receiving: _Pending | None = None
+        self._discard: str | None = None  # payload id whose chunks are thrown away
+        self._holding_memory = False
+        self.last_seen = time.monotonic()
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+
+    # ---- writing ----------------------------------------------------------------------
+    async def send(self, message: pb.CoordinatorMessage) -> None:
+        async with self._wlock:
+            await self._ctx.write(message)
+
+    async def run_task(self, request: TaskRequest, model: EncodedModel | None) -> TaskOutcome:
+        if self.closed.is_set():
+            raise TaskFailed(self.info.node_id, FailureCode.DISCONNECTED, self.close_reason)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(request, loop.create_future())
+        self._pending[request.task_id] = pending
+        task = pb.Task(
+            task_id=request.task_id,
+            job_id=request.job_id,
+            round=request.round_no,
+            kind=_KIND_TO_PB[request.kind],
+            deadline_unix=request.deadline_unix,
+        )
+        wire_values.fill_values(task.config, request.config)
+        if model is not None:
+            task.weights.CopyFrom(model.header)
+        try:
+            async with self._wlock:
+                await self._ctx.write(pb.CoordinatorMessage(task=task))
+                if model is not None:
+                    for raw in model.messages:
+                        await self._ctx.write(raw)
+            return await pending.future
+        except (aio.AioRpcError, asyncio.InvalidStateError, RuntimeError) as exc:
+            raise TaskFailed(
+                self.info.node_id, FailureCode.DISCONNECTED, f"stream broke: {exc}"
+            ) from exc
+        finally:
+            self._pending.pop(request.task_id, None)
+            if self._receiving is pending:
+                self._end_receiving()
+
+    async def cancel(self, task_id: str, reason: str) -> None:
+        pending = self._pending.get(task_id)
+        if pending is None:
+            return
+        if pending.reassembler is not None and not pending.future.done():
+            r = pending.reassembler
+            pending.future.set_exception(
+                UpdateRejected(
+                    RejectReason.TRUNCATED,
+                    f"payload stopped at {r.received_bytes} of {r.total_bytes} bytes ({reason})",
+                )
+            )
+        elif not pending.future.done():
+            pending.future.set_exception(
+                TaskFailed(self.info.node_id, FailureCode.CANCELLED, reason)
+            )
+        if not self.closed.is_set():
+            try:
+                await self.send(
+                    pb.CoordinatorMessage(cancel=pb.CancelTask(task_id=task_id, reason=reason))
+                )
+            except (aio.AioRpcError, RuntimeError) as exc:
+                log.debug("cancel to %s not delivered: %s", self.info.node_id, exc)
+
+    # ---- reading ----------------------------------------------------------------------
+    async def read_loop(self) -> None:
+        """Read until the node hangs up; route results and chunks to pending tasks."""
+        try:
+            while True:
+                message = await self._ctx.read()
+                if message is STREAM_END:
+                    self.close_reason = "the node closed the stream"
+                    break
+                assert isinstance(message, pb.NodeMessage)
+                self.last_seen = time.monotonic()
+                kind = message.WhichOneof("body")
+                if kind == "chunk":
+                    self._on_chunk(message.chunk)
+                    continue
+                if self._receiving is not None:
+                    self._fail_receiving(
+                        RejectReason.TRUNCATED,
+                        f"a {kind} message arrived before the update's last chunk",
+                    )
+                if kind == "result":
+                    await self._on_result(message.result)
+                elif kind == "goodbye":
+                    self.close_reason = f"node said goodbye: {message.goodbye.message}"
+                    break
+        except aio.AioRpcError as exc:
+            self.close_reason = f"stream error: {exc.code().name}"
+        except asyncio.CancelledError:
+            self.close_reason = self.close_reason or "session closed by the coordinator"
+            raise
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._receiving is not None:
+            self._fail_receiving(
+                RejectReason.TRUNCATED, f"the stream ended mid-update ({self.close_reason})"
+            )
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(
+                    TaskFailed(
+                        self.info.node_id,
+                        FailureCode.DISCONNECTED,
+                        self.close_reason or "the session ended",
+                    )
+                )
+        self.closed.set()
+
+    async def _on_result(self, result: pb.TaskResult) -> None:
+        pending = self._pending.get(result.task_id)
+        outcome = result.WhichOneof("outcome")
+        if pending is None or pending.future.done():
+            if outcome == "success" and result.success.HasField("update"):
+                self._discard = result.success.update.payload_id
+            log.info(
+                "%s: result for unknown or finished task %s ignored",
+                self.info.node_id,
+                result.task_id[:12],
+            )
+            return
+        if outcome == "failure":
+            pending.future.set_exception(
+                TaskFailed(
+                    self.info.node_id,
+                    result.failure.code or FailureCode.NODE_ERROR,
+                    result.failure.message,
+                )
+            )
+            return
+        if outcome != "success":
+            pending.future.set_exception(
+                TaskFailed(self.info.node_id, FailureCode.NODE_ERROR, "empty result")
+            )
+            return
+        success = result.success
+        pending.num_samples = int(success.num_samples)
+        pending.metrics = dict(success.metrics)
+        if not success.HasField("update"):
+            self._deliver(pending, None, 0)
+            return
+        header = success.update
+        limit = self._hub.max_update_bytes
+        if header.total_bytes > limit:
+            self._discard = header.payload_id
+            pending.future.set_exception(
+                UpdateRejected(
+                    RejectReason.OVERSIZE,
+                    f"update announces {header.total_bytes} bytes, the limit is {limit}",
+                )
+            )
+            return
+        await self._hub.memory.acquire()  # back-pressure: stop reading until there is room
+        self._holding_memory = True
+        try:
+            pending.reassembler = Reassembler(
+                header, max_total_bytes=limit, expected=pending.request.expected
+            )
+        except PayloadError as exc:
+            self._release_memory()
+            self._discard = header.payload_id
+            pending.future.set_exception(UpdateRejected(exc.reason, exc.detail))
+            return
+        self._receiving = pending
+        if pending.reassembler.done:
+            self._complete(pending)
+
+    def _on_chunk(self, chunk: pb.Chunk) -> None:
+        pending = self._receiving
+        if pending is None or pending.reassembler is None:
+            if chunk.payload_id != self._discard:
+                log.info(
+                    "%s: stray chunk of payload %s ignored",
+                    self.info.node_id,
+                    chunk.payload_id[:12],
+                )
+            return
+        try:
+            pending.reassembler.add(chunk)
+        except PayloadError as exc:
+            self._discard = pending.reassembler.payload_id
+            self._fail_receiving(exc.reason, exc.detail)
+            return
+        if pending.reassembler.done:
+            self._complete(pending)
+
+    def _complete(self, pending: _Pending) -> None:
+        assert pending.reassembler is not None
+        reassembler = pending.reassembler
+        try:
+            weights = reassembler.finish()
+            validate_returned(weights, pending.request.expected)
+        except PayloadError as exc:
+            self._fail_receiving(exc.reason, exc.detail)
+            return
+        except UpdateRejected as exc:
+            self._fail_receiving(exc.reason, exc.detail)
+            return
+        self._end_receiving()
+        self._deliver(pending, weights, reassembler.total_bytes)
+
+    def _deliver(self, pending: _Pending, weights: Weights | None, nbytes: int) -> None:
+        if pending.num_samples <= 0 and pending.request.kind == TaskKind.FIT:
+            pending.future.set_exception(
+                UpdateRejected(
+                    RejectReason.BAD_SAMPLE_COUNT,
+                    f"num_samples must be > 0, got {pending.num_samples}",
+                )
+            )
+            return
+        try:
+            outcome = TaskOutcome(
+                self.info.node_id, max(pending.num_samples, 0), pending.metrics, weights, nbytes
+            )
+        except ValueError as exc:
+            pending.future.set_exception(
+                TaskFailed(self.info.node_id, FailureCode.NODE_ERROR, str(exc))
+            )
+            return
+        if not pending.future.done():
+            pending.future.set_result(outcome)
+
+    def _fail_receiving(self, reason: RejectReason, detail: str) -> None:
+        pending = self._receiving
+        self._end_receiving()
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(UpdateRejected(reason, detail))
+
+    def _end_receiving(self) -> None:
+        if self._receiving is not None:
+            self._receiving.reassembler = None
+        self._receiving = None
+        self._release_memory()
+
+    def _release_memory(self) -> None:
+        if self._holding_memory:
+            self._holding_memory = False
+            self._hub.memory.release()
+
+
+class SessionHub:
+    """All live node sessions; implements the engine's ``NodeGateway``."""
+
+    def __init__(
+        self,
+        *,
+        chunk_size: int,
+        max_update_bytes: int,
+        max_inflight_updates: int,
+        on_change: Callable[[str, NodeInfo], None] | None = None,
+    ) -> None:
+        self.chunk_size = chunk_size
+        self.max_update_bytes = max_update_bytes
+        self.memory = asyncio.Semaphore(max_inflight_updates)
+        self._sessions: dict[str, NodeSession] = {}
+        self._changed = asyncio.Condition()
+        self._on_change = on_change
+
+    async def attach(self, session: NodeSession) -> NodeSession | None:
+        """Register ``session``; return the older session of the same node, if any."""
+        old = self._sessions.get(session.info.node_id)
+        self._sessions[session.info.node_id] = session
+        async with self._changed:
+            self._changed.notify_all()
+        if self._on_change is not None:
+            self._on_change("joined" if old is None else "replaced", session.info)
+        return old
+
+    async def detach(self, session: NodeSession) -> None:
+        if self._sessions.get(session.info.node_id) is session:
+            del self._sessions[session.info.node_id]
+            async with self._changed:
+                self._changed.notify_all()
+            if self._on_change is not None:
+                self._on_change("lost", session.info)
+
+    def get(self, node_id: str) -> NodeSession | None:
+        return self._sessions.get(node_id)
+
+    def sessions(self) -> list[NodeSession]:
+        return list(self._sessions.values())
+
+    # ---- NodeGateway ------------------------------------------------------------------
+    def live_nodes(self) -> list[NodeInfo]:
+        return sorted((s.info for s in self._sessions.values()), key=lambda n: n.node_id)
+
+    def _matching(self, wanted: Sequence[str] | None) -> list[NodeInfo]:
+        return [n for n in self.live_nodes() if wanted is None or n.node_id in wanted]
+
+    async def wait_for_nodes(
+        self, wanted: Sequence[str] | None, count: int, timeout_s: float
+    ) -> list[NodeInfo]:
+        async def enough() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self._matching(wanted)) >= count)
+
+        try:
+            await asyncio.wait_for(enough(), timeout_s)
+        except TimeoutError:
+            pass
+        return self._matching(wanted)
+
+    def prepare(self, weights: Weights) -> EncodedModel:
+        return EncodedModel(weights, self.chunk_size)
+
+    async def run_task(
+        self, node_id: str, request: TaskRequest, model: OutboundModel | None
+    ) -> TaskOutcome:
+        if model is not None and not isinstance(model, EncodedModel):
+            raise TypeError("SessionHub sends only models it prepared itself")
+        session = self._sessions.get(node_id)
+        if session is None:
+            raise TaskFailed(node_id, FailureCode.NOT_CONNECTED, "the node is not connected")
+        return await session.run_task(request, model)
+
+    async def cancel(self, node_id: str, task_id: str, reason: str) -> None:
+        session = self._sessions.get(node_id)
+        if session is not None:
+            await session.cancel(task_id, reason)
+
+
+def check_hello(message: pb.NodeMessage | object) -> pb.Hello:
+    """The first message must be a Hello in our protocol version."""
+    if not isinstance(message, pb.NodeMessage) or message.WhichOneof("body") != "hello":
+        raise ValueError("the first message of a session must be hello")
+    return message.hello
+
+
+def version_goodbye(theirs: int) -> pb.CoordinatorMessage:
+    """The Goodbye sent to a node that speaks another protocol version."""
+    return pb.CoordinatorMessage(
+        goodbye=pb.Goodbye(
+            code="protocol_mismatch",
+            message=(
+                f"protocol version mismatch: coordinator speaks v{PROTOCOL_VERSION}, "
+                f"node speaks v{theirs}; run the same clawfed release on both"
+            ),
+        )
+    )
+
+
+GRPC_STATUS_REFUSED = grpc.StatusCode.PERMISSION_DENIED

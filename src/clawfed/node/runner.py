@@ -1,0 +1,78 @@
+"""What a node does with a task: the ``TaskRunner`` protocol and the framework-only runner."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from clawfed.aggregation import ConfigValue
+from clawfed.core import ConfigError, Metrics, Weights
+
+
+@dataclass(frozen=True)
+class FitAnswer:
+    """A node's fit result: samples used, metrics, and delta = new local − global."""
+
+    num_samples: int
+    metrics: Metrics
+    delta: Weights
+
+
+@dataclass(frozen=True)
+class EvalAnswer:
+    """A node's evaluation of the global weights on its local holdout."""
+
+    num_samples: int
+    metrics: Metrics
+
+
+class TaskRunner(Protocol):
+    """Runs tasks on the node's own data; raises ``ClawfedError`` for a task it cannot do."""
+
+    def init(self, config: Mapping[str, ConfigValue]) -> Weights:
+        """Build the job's model and return its initial weights."""
+        ...
+
+    def fit(self, config: Mapping[str, ConfigValue], weights: Weights) -> FitAnswer:
+        """Train locally from ``weights``; return the delta."""
+        ...
+
+    def evaluate(self, config: Mapping[str, ConfigValue], weights: Weights) -> EvalAnswer:
+        """Evaluate ``weights`` locally."""
+        ...
+
+
+def _int_setting(config: Mapping[str, ConfigValue], key: str, default: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+class NoopRunner:
+    """A model of ``model.params`` float32 zeros whose training changes nothing.
+
+    Used by the round-overhead benchmark and tests to measure the framework alone: the
+    delta is a full-size payload, so every byte still crosses the wire.
+    """
+
+    def __init__(self, num_samples: int = 1) -> None:
+        if num_samples < 1:
+            raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+        self._num_samples = num_samples
+
+    def init(self, config: Mapping[str, ConfigValue]) -> Weights:
+        params = _int_setting(config, "model.params", 10_000)
+        return Weights({"w": np.zeros(params, dtype=np.float32)})
+
+    def fit(self, config: Mapping[str, ConfigValue], weights: Weights) -> FitAnswer:
+        del config
+        delta = Weights((n, np.zeros_like(a)) for n, a in weights.items())
+        return FitAnswer(self._num_samples, {}, delta)
+
+    def evaluate(self, config: Mapping[str, ConfigValue], weights: Weights) -> EvalAnswer:
+        del config, weights
+        return EvalAnswer(self._num_samples, {})
