@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from clawfed.core import NodeInfo, Weights
 from clawfed.coordinator.gateway import (
     FailureCode,
     OutboundModel,
@@ -15,6 +14,7 @@ from clawfed.coordinator.gateway import (
     TaskRequest,
     validate_returned,
 )
+from clawfed.core import NodeInfo, Weights
 
 #: A simulated node: given the request and the global weights, produce an outcome.
 NodeBehaviour = Callable[[TaskRequest, Weights | None], Awaitable[TaskOutcome]]

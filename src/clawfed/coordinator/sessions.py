@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -97,9 +98,22 @@ class NodeSession:
         self._receiving: _Pending | None = None
         self._discard: str | None = None  # payload id whose chunks are thrown away
         self._holding_memory = False
+        self._awaiting_memory = False
         self.last_seen = time.monotonic()
         self.closed = asyncio.Event()
         self.close_reason = ""
+        self.datasets: dict[str, str] = {}
+        self.task: asyncio.Task[Any] | None = None
+
+    @property
+    def busy_receiving(self) -> bool:
+        """Receiving an update, or waiting for memory to receive one (no heartbeats then)."""
+        return self._receiving is not None or self._awaiting_memory
+
+    @property
+    def write_busy(self) -> bool:
+        """Something is being written to the node right now."""
+        return self._wlock.locked()
 
     # ---- writing ----------------------------------------------------------------------
     async def send(self, message: pb.CoordinatorMessage) -> None:
@@ -254,7 +268,11 @@ class NodeSession:
                 )
             )
             return
-        await self._hub.memory.acquire()  # back-pressure: stop reading until there is room
+        self._awaiting_memory = True
+        try:
+            await self._hub.memory.acquire()  # back-pressure: stop reading until there is room
+        finally:
+            self._awaiting_memory = False
         self._holding_memory = True
         try:
             pending.reassembler = Reassembler(

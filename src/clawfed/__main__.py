@@ -1,0 +1,5 @@
+"""``python -m clawfed`` runs the CLI."""
+
+from clawfed.cli.main import main
+
+main()

@@ -1,0 +1,153 @@
+"""Job lifecycle on the coordinator: submit, run as an asyncio task, cancel, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from clawfed.aggregation.registry import build_strategy
+from clawfed.coordinator.engine import RoundEngine
+from clawfed.coordinator.jobspec import JobSpec, parse_job
+from clawfed.coordinator.ledger import SqlLedger
+from clawfed.core import ClawfedError, ConfigError, JobError, NotFoundError
+from clawfed.governance.jobs import JobRecord, JobStatus, JobStore
+from clawfed.wire._proto import federation_pb2 as pb
+
+if TYPE_CHECKING:
+    from clawfed.coordinator.server import Coordinator
+
+log = logging.getLogger("clawfed.coordinator.jobs")
+
+
+def job_info(record: JobRecord) -> pb.JobInfo:
+    """The wire form of a job record."""
+    return pb.JobInfo(
+        job_id=record.job_id,
+        name=record.name,
+        status=str(record.status),
+        rounds_done=record.rounds_done,
+        rounds_total=record.rounds_total,
+        message=record.message or "",
+        spec_yaml=record.spec_yaml,
+        created_unix=record.created_at.timestamp(),
+    )
+
+
+class JobRunner:
+    """Runs each running job as one asyncio task; survives coordinator restarts via the store."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self._c = coordinator
+        self.store = JobStore(coordinator.db)
+        self.ledger = SqlLedger(coordinator.db, coordinator.ws.artifacts)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancel_requested: set[str] = set()
+
+    def submit(self, spec: JobSpec, *, actor: str) -> pb.JobInfo:
+        """Validate, store and start a job; its id is its name."""
+        build_strategy(spec.strategy.name, spec.strategy.settings)  # fail fast on bad settings
+        try:
+            existing = self.store.get(spec.name)
+        except NotFoundError:
+            existing = None
+        if existing is not None:
+            raise ConfigError(
+                f"a job named {spec.name!r} already exists ({existing.status}); choose another name"
+            )
+        record = self.store.create(spec.name, spec.name, spec.to_yaml(), spec.rounds)
+        self._c.audit.append(
+            actor=actor,
+            role="data_admin",
+            action="job.submit",
+            resource=f"job:{spec.name}",
+            departments=[],
+            detail={"rounds": spec.rounds, "strategy": spec.strategy.name},
+            outcome="ok",
+        )
+        self._start(record.job_id, spec)
+        return job_info(self.store.get(record.job_id))
+
+    def info(self, job_id: str) -> pb.JobInfo:
+        return job_info(self.store.get(job_id))
+
+    def list_info(self) -> list[pb.JobInfo]:
+        return [job_info(r) for r in self.store.list()]
+
+    def resume_all(self) -> None:
+        """Restart every job the store says was running (after a coordinator restart)."""
+        for record in self.store.resumable_jobs():
+            try:
+                spec = parse_job(record.spec_yaml, source=f"stored job {record.job_id}")
+            except ConfigError as exc:
+                self.store.set_status(record.job_id, JobStatus.FAILED, str(exc))
+                continue
+            log.info("resuming job %s after round %d", record.job_id, record.rounds_done)
+            self._start(record.job_id, spec)
+
+    async def cancel(self, job_id: str, *, actor: str) -> pb.JobInfo:
+        record = self.store.get(job_id)
+        if record.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+            raise JobError(f"job {job_id} is already {record.status}")
+        self._cancel_requested.add(job_id)
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            self.store.set_status(job_id, JobStatus.CANCELLED, f"cancelled by {actor}")
+        self._c.audit.append(
+            actor=actor,
+            role="data_admin",
+            action="job.cancel",
+            resource=f"job:{job_id}",
+            departments=[],
+            detail={},
+            outcome="ok",
+        )
+        return self.info(job_id)
+
+    async def stop_all(self) -> None:
+        """Stop every job task without changing its stored status, so it resumes later."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait(self, job_id: str) -> None:
+        """Wait until a job's task ends (used by the demo and tests)."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _start(self, job_id: str, spec: JobSpec) -> None:
+        self.store.set_status(job_id, JobStatus.RUNNING, "")
+        task = asyncio.create_task(self._run(job_id, spec), name=f"job:{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+
+    async def _run(self, job_id: str, spec: JobSpec) -> None:
+        strategy = build_strategy(spec.strategy.name, spec.strategy.settings)
+        engine = RoundEngine(
+            self._c.hub,
+            self.ledger,
+            job_id=job_id,
+            spec=spec,
+            strategy=strategy,
+            events=self._c.events,
+        )
+        self._c.events("job_started", {"job_id": job_id, "rounds": spec.rounds})
+        try:
+            version = await engine.run()
+        except asyncio.CancelledError:
+            if job_id in self._cancel_requested:
+                self._cancel_requested.discard(job_id)
+                self.store.set_status(job_id, JobStatus.CANCELLED, "cancelled")
+            raise
+        except ClawfedError as exc:
+            log.error("job %s failed: %s", job_id, exc)
+            self.store.set_status(job_id, JobStatus.FAILED, str(exc))
+            self._c.events("job_failed", {"job_id": job_id, "reason": str(exc)})
+            return
+        self.store.set_status(job_id, JobStatus.COMPLETED, f"final version {version}")
+        self._c.events("job_completed", {"job_id": job_id, "version": version})
