@@ -63,7 +63,7 @@ class WeightedMeanAggregator:
         """The weighted mean delta (float64)."""
         if self._count == 0:
             raise ValueError("no update was added; cannot aggregate an empty round")
-        return Weights((n, a / self._total) for n, a in self._acc.items())
+        return Weights((n, np.asarray(a / self._total)) for n, a in self._acc.items())
 
     def result(self) -> Weights:
         if self._count == 0:

@@ -1,0 +1,248 @@
+"""Round overhead of the clawfed runtime itself (no-op trainer), against the loopback floor.
+
+Each case starts a real coordinator process and N real node processes that talk over mutual
+TLS on 127.0.0.1, runs a 10-round job whose model is ``params`` float32 zeros, and reads:
+
+- round times from the coordinator's store (first to last byte of each round);
+- ``coordinator_peak_rss_mb`` from the coordinator's /proc/PID/status (VmHWM);
+- bytes on the wire from every node process's /proc/PID/io (their only traffic is the TLS
+  stream to the coordinator), per round, against the ideal 2 × N × model bytes;
+- ``floor_s``, measured in the same run: N × (serialize + send the bytes over a loopback TCP
+  socket and back + deserialize) for one model.
+
+Usage: ``python bench/round_overhead.py [--quick] [--json] [--rounds 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clawfed.coordinator.workspace import enroll_node, init_workspace, open_workspace
+from clawfed.governance.jobs import JobStore
+
+FULL = [(10_000, 2), (10_000, 5), (10_000, 10), (10_000_000, 2), (10_000_000, 5), (10_000_000, 10)]
+QUICK = [(10_000, 5), (10_000_000, 5)]
+
+
+@dataclass
+class Result:
+    params: int
+    nodes: int
+    round_median_s: float
+    round_min_s: float
+    round_max_s: float
+    floor_s: float
+    coordinator_peak_rss_mb: float
+    wire_bytes_per_round: int
+    ideal_bytes_per_round: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def loopback_floor(params: int, repeats: int = 5) -> float:
+    """Seconds for one model: serialize, send over loopback TCP and back, deserialize."""
+    model = np.random.default_rng(0).standard_normal(params).astype(np.float32)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def echo() -> None:
+        conn, _ = server.accept()
+        with conn:
+            buf = bytearray(1 << 20)
+            while True:
+                n = conn.recv_into(buf)
+                if n == 0:
+                    return
+                conn.sendall(memoryview(buf)[:n])
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    client = socket.create_connection(("127.0.0.1", port))
+    best = float("inf")
+    size = model.nbytes
+    back = bytearray(size)
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        data = model.tobytes()
+        sender = threading.Thread(target=client.sendall, args=(data,))
+        sender.start()
+        view = memoryview(back)
+        got = 0
+        while got < size:
+            got += client.recv_into(view[got:])
+        sender.join()
+        out = np.frombuffer(back, dtype=np.float32).copy()
+        best = min(best, time.perf_counter() - t0)
+        assert out.shape == model.shape
+    client.close()
+    thread.join(timeout=5)
+    server.close()
+    return best
+
+
+def io_bytes(pid: int) -> int:
+    text = Path(f"/proc/{pid}/io").read_text()
+    vals = dict(line.split(": ") for line in text.splitlines())
+    return int(vals["rchar"]) + int(vals["wchar"])
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_case(params: int, nodes: int, rounds: int, root: Path) -> Result:
+    ws = init_workspace(root / "ws", port=free_port())
+    kits = [enroll_node(ws, f"node{i}", f"dept{i}", root / f"node{i}.kit") for i in range(nodes)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    py = [sys.executable, "-m", "clawfed"]
+    logs = (root / "logs").resolve()
+    logs.mkdir()
+    procs: list[subprocess.Popen[bytes]] = []
+    coord = subprocess.Popen(
+        [*py, "coordinator", str(ws.root)],
+        env=env,
+        stdout=open(logs / "coordinator.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    procs.append(coord)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", ws.settings.port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or coord.poll() is not None:
+                    raise RuntimeError(f"coordinator did not start; see {logs}") from None
+                time.sleep(0.1)
+        node_procs = [
+            subprocess.Popen(
+                [*py, "node", "--kit", str(k)],
+                env=env,
+                stdout=open(logs / f"node{i}.log", "wb"),
+                stderr=subprocess.STDOUT,
+            )
+            for i, k in enumerate(kits)
+        ]
+        procs.extend(node_procs)
+        time.sleep(1.0)
+        before = sum(io_bytes(p.pid) for p in node_procs)
+        job = root / "job.yaml"
+        job.write_text(
+            f"name: bench\nmodel: {{name: noop, settings: {{params: {params}}}}}\n"
+            f"rounds: {rounds}\nmin_nodes: {nodes}\nround_deadline_s: 600\nmax_retries: 0\n"
+        )
+        subprocess.run(
+            [*py, "job", "submit", str(job), "-w", str(ws.root)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        store_ws = open_workspace(ws.root)
+        db = store_ws.database()
+        jobs = JobStore(db)
+        deadline = time.time() + 3600
+        while True:
+            rec = jobs.get("bench")
+            if rec.status.value in ("completed", "failed", "cancelled"):
+                break
+            if time.time() > deadline:
+                raise RuntimeError("benchmark job did not finish in an hour")
+            time.sleep(0.2)
+        if rec.status.value != "completed":
+            raise RuntimeError(f"benchmark job {rec.status}: {rec.message}")
+        after = sum(io_bytes(p.pid) for p in node_procs)
+        rss = peak_rss_mb(coord.pid)
+        durations = [
+            (r.finished_at - r.started_at).total_seconds()
+            for r in jobs.rounds("bench")
+            if r.status.value == "completed" and r.finished_at
+        ]
+        db.close()
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    model_bytes = params * 4
+    wire = (after - before - model_bytes) // rounds  # the init task sends one model up once
+    return Result(
+        params=params,
+        nodes=nodes,
+        round_median_s=statistics.median(durations),
+        round_min_s=min(durations),
+        round_max_s=max(durations),
+        floor_s=nodes * loopback_floor(params),
+        coordinator_peak_rss_mb=round(rss, 1),
+        wire_bytes_per_round=int(wire),
+        ideal_bytes_per_round=2 * nodes * model_bytes,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only (10k, N=5) and (10M, N=5)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per case")
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    cases = QUICK if args.quick else FULL
+    if not args.json:
+        print(
+            f"{'params':>10} {'N':>3} {'median s':>9} {'min s':>7} {'max s':>7} "
+            f"{'floor s':>8} {'x floor':>7} {'coord MB':>9} {'wire/ideal':>10}"
+        )
+    for params, nodes in cases:
+        with tempfile.TemporaryDirectory(prefix="clawfed-bench-") as tmp:
+            r = run_case(params, nodes, args.rounds, Path(tmp))
+        if args.json:
+            keys = (
+                "params",
+                "nodes",
+                "round_median_s",
+                "round_min_s",
+                "round_max_s",
+                "floor_s",
+                "coordinator_peak_rss_mb",
+            )
+            data = {k: asdict(r)[k] for k in keys}
+            data["wire_bytes_per_round"] = r.wire_bytes_per_round
+            data["ideal_bytes_per_round"] = r.ideal_bytes_per_round
+            print(json.dumps(data), flush=True)
+        else:
+            print(
+                f"{r.params:>10} {r.nodes:>3} {r.round_median_s:>9.3f} {r.round_min_s:>7.3f} "
+                f"{r.round_max_s:>7.3f} {r.floor_s:>8.3f} "
+                f"{r.round_median_s / r.floor_s:>7.2f} {r.coordinator_peak_rss_mb:>9.1f} "
+                f"{r.wire_bytes_per_round / r.ideal_bytes_per_round:>10.3f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

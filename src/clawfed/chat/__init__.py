@@ -1,0 +1,1 @@
+"""Chat layer: WeCom and other chat channels, callback crypto, commands and reports."""

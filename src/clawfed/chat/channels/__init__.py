@@ -1,0 +1,1 @@
+"""Chat channel implementations, one service per module."""

@@ -1,0 +1,171 @@
+"""The synthetic three-department fraud scenario: determinism, heterogeneity, and pooling gain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from clawfed.core.errors import ConfigError
+from clawfed.data import (
+    LocalDataset,
+    combine,
+    load_dataset,
+    load_harmonization,
+    load_spec,
+    load_split,
+    local_moments,
+    profile,
+    read_frame,
+)
+from clawfed.data.scenarios import (
+    DEFAULT_FRAUD_ROWS,
+    FRAUD_DEPARTMENTS,
+    FRAUD_FEATURES,
+    make_fraud_scenario,
+)
+
+SMALL = {"credit": 300, "compliance": 300, "audit": 300}
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _load(folder: Path, dept: str) -> LocalDataset:
+    spec = load_spec(folder / f"{dept}.dataset.yaml")
+    return load_dataset(spec, load_harmonization(folder / f"{dept}.harmonization.yaml"))
+
+
+def test_same_seed_same_files(tmp_path: Path) -> None:
+    first = make_fraud_scenario(5, SMALL, tmp_path / "a")
+    make_fraud_scenario(5, SMALL, tmp_path / "b")
+    make_fraud_scenario(6, SMALL, tmp_path / "c")
+    assert set(first) == {"credit", "compliance", "audit"}
+    assert first["credit"] == tmp_path / "a" / "credit.csv"
+    a, b, c = (_files(tmp_path / n) for n in "abc")
+    assert len(a) == 9  # csv, harmonization and dataset spec per department
+    assert a == b
+    assert a["credit.csv"] != c["credit.csv"]
+    # A department's rows depend on the seed and its id only.
+    make_fraud_scenario(5, {"audit": 300}, tmp_path / "d")
+    assert _files(tmp_path / "d")["audit.csv"] == a["audit.csv"]
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown department\(s\) \['sales'\]; known: "):
+        make_fraud_scenario(0, {"sales": 100}, tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"rows_per_dept\['audit'\] must be an integer >= 20, got 5"
+    ):
+        make_fraud_scenario(0, {"audit": 5}, tmp_path)
+    with pytest.raises(ConfigError, match="at least one department"):
+        make_fraud_scenario(0, {}, tmp_path)
+
+
+def test_departments_differ_before_harmonization(tmp_path: Path) -> None:
+    paths = make_fraud_scenario(11, {"credit": 2000, "compliance": 2000, "audit": 2000}, tmp_path)
+    raw = {d: pd.read_csv(p) for d, p in paths.items()}
+    assert "risk_rating" in raw["credit"].columns
+    assert "risk_score" in raw["compliance"].columns and "amount" not in raw["compliance"]
+    assert "risk_level" in raw["audit"].columns
+    # Risk scales: 1-5, 1-10, 1-5.
+    assert raw["credit"]["risk_rating"].between(1, 5).all()
+    assert raw["compliance"]["risk_score"].max() > 5
+    assert raw["compliance"]["risk_score"].dropna().between(1, 10).all()
+    assert raw["audit"]["risk_level"].between(1, 5).all()
+    # Missing-value patterns.
+    assert raw["credit"]["account_age_days"].isna().mean() > 0.03
+    assert raw["compliance"]["account_age_days"].notna().all()
+    assert (raw["compliance"]["dispute_count"] == -1).mean() > 0.05
+    assert raw["audit"]["hour"].isna().mean() > 0.05
+    assert raw["credit"]["hour"].notna().all()
+    # Encodings and coverage.
+    assert set(raw["audit"]["is_foreign"]) == {"Y", "N"}
+    assert raw["audit"]["hour"].dropna().between(8, 18).all()
+    assert (raw["compliance"]["txn_hour"] < 6).any()
+    # Non-IID labels.
+    rates = {
+        "credit": raw["credit"]["is_fraud"].mean(),
+        "compliance": raw["compliance"]["fraud_flag"].mean(),
+        "audit": raw["audit"]["is_fraud"].mean(),
+    }
+    assert rates["compliance"] < rates["credit"] < rates["audit"]
+    assert rates["audit"] > 3 * rates["credit"]
+
+
+def test_harmonization_makes_departments_equal(tmp_path: Path) -> None:
+    make_fraud_scenario(11, {"credit": 2000, "compliance": 2000, "audit": 2000}, tmp_path)
+    datasets = {d: _load(tmp_path, d) for d in FRAUD_DEPARTMENTS}
+    names = {ds.feature_names for ds in datasets.values()}
+    assert len(names) == 1
+    (shared,) = names
+    assert len(shared) == 8 + 3 + 6 + 6 + 4  # merchants, channels, regions, others, indicators
+    risk = shared.index("risk_rating")
+    for ds in datasets.values():
+        column = ds.features[:, risk]
+        assert column.min() == 0.0 and column.max() <= 1.0
+        assert np.isfinite(ds.features).all()
+    grids = {d: np.unique(ds.features[:, risk]) for d, ds in datasets.items()}
+    for dept, steps in (("credit", 4), ("audit", 4), ("compliance", 9)):
+        scaled = grids[dept] * steps  # ratings 1..5 -> quarters, 1..10 -> ninths of [0, 1]
+        np.testing.assert_allclose(scaled, np.round(scaled), atol=1e-5)
+    assert len(grids["compliance"]) > 5 >= len(grids["credit"])
+    missing = shared.index("hour__missing")
+    assert datasets["audit"].features[:, missing].mean() > 0.05
+    assert datasets["credit"].features[:, missing].sum() == 0
+
+
+def test_customer_names_are_no_feature_and_stay_out_of_profiles(tmp_path: Path) -> None:
+    paths = make_fraud_scenario(3, SMALL, tmp_path)
+    for dept, path in paths.items():
+        names = pd.read_csv(path)["customer_name"]
+        assert names.str.len().between(2, 3).all()
+        spec = load_spec(tmp_path / f"{dept}.dataset.yaml")
+        assert spec.features == FRAUD_FEATURES
+        assert "customer_name" not in spec.features
+        frame = read_frame(spec, load_harmonization(tmp_path / f"{dept}.harmonization.yaml"))
+        text = json.dumps(profile(frame, spec).to_dict(), ensure_ascii=False)
+        assert not any(name in text for name in names)
+
+
+def test_pooled_model_beats_each_department_alone(tmp_path: Path) -> None:
+    """Logistic regression on all three departments' training rows vs on one department's."""
+    gains: dict[str, list[float]] = {d: [] for d in FRAUD_DEPARTMENTS}
+    for seed in range(5):
+        folder = tmp_path / str(seed)
+        make_fraud_scenario(seed, DEFAULT_FRAUD_ROWS, folder)
+        parts = {
+            d: load_split(
+                load_spec(folder / f"{d}.dataset.yaml"),
+                load_harmonization(folder / f"{d}.harmonization.yaml"),
+                holdout_fraction=0.5,
+                seed=0,
+            )
+            for d in FRAUD_DEPARTMENTS
+        }
+        shared = combine([local_moments(train.features) for train, _ in parts.values()])
+        pooled = LogisticRegression(max_iter=5000).fit(
+            np.vstack([shared.transform(t.features) for t, _ in parts.values()]),
+            np.concatenate([t.labels for t, _ in parts.values()]),
+        )
+        for dept, (train, holdout) in parts.items():
+            own = combine([local_moments(train.features)])
+            alone = LogisticRegression(max_iter=5000).fit(
+                own.transform(train.features), train.labels
+            )
+            auc_alone = roc_auc_score(
+                holdout.labels, alone.predict_proba(own.transform(holdout.features))[:, 1]
+            )
+            auc_pooled = roc_auc_score(
+                holdout.labels, pooled.predict_proba(shared.transform(holdout.features))[:, 1]
+            )
+            gains[dept].append(float(auc_pooled - auc_alone))
+    for dept, gain in gains.items():
+        assert np.mean(gain) > 0.01, (dept, gain)
+        assert sum(g > 0 for g in gain) >= 3, (dept, gain)
