@@ -33,9 +33,13 @@ class MemoryLedger:
         self.initial = weights
 
     def complete_round(
-        self, report: RoundReport, weights: Weights, strategy_state: Mapping[str, Any]
+        self,
+        report: RoundReport,
+        weights: Weights,
+        strategy_state: Mapping[str, Any],
+        state_arrays: Weights | None = None,
     ) -> str:
-        del strategy_state
+        del strategy_state, state_arrays
         self.rounds.append((report, weights))
         return f"job@v{len(self.rounds)}"
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from clawfed.aggregation import Strategy
+from clawfed.aggregation.errors import TooFewUpdates
+from clawfed.aggregation.state import ArrayStateful
 from clawfed.coordinator.gateway import (
     FailureCode,
     NodeGateway,
@@ -75,6 +77,7 @@ class Progress:
     rounds_done: int
     weights: Weights | None
     strategy_state: Mapping[str, Any]
+    state_arrays: Weights | None = None
 
 
 class JobLedger(Protocol):
@@ -89,9 +92,16 @@ class JobLedger(Protocol):
         ...
 
     def complete_round(
-        self, report: RoundReport, weights: Weights, strategy_state: Mapping[str, Any]
+        self,
+        report: RoundReport,
+        weights: Weights,
+        strategy_state: Mapping[str, Any],
+        state_arrays: Weights | None = None,
     ) -> str:
-        """Atomically record a completed round and its new version; return the version id."""
+        """Atomically record a completed round and its new version; return the version id.
+
+        ``state_arrays`` are model-sized strategy state (server optimizer moments).
+        """
         ...
 
     def record_failed_attempt(self, report: RoundReport, reason: str) -> None:
@@ -140,7 +150,10 @@ class RoundEngine:
     async def run(self) -> str | None:
         """Run the remaining rounds; return the last version id (None if no round ran)."""
         progress = self._ledger.progress(self._job_id)
-        self._strategy.load_state_dict(progress.strategy_state)
+        if progress.strategy_state:
+            self._strategy.load_state_dict(progress.strategy_state)
+        if isinstance(self._strategy, ArrayStateful) and progress.state_arrays is not None:
+            self._strategy.load_state_arrays(progress.state_arrays)
         weights = progress.weights
         if weights is None:
             weights = await self._initial_weights()
@@ -341,9 +354,18 @@ class RoundEngine:
             )
             self._ledger.record_failed_attempt(report, reason)
             return reason
-        new_weights = aggregator.result()
+        try:
+            new_weights = aggregator.result()
+        except TooFewUpdates as exc:
+            self._ledger.record_failed_attempt(report, str(exc))
+            return str(exc)
         new_weights.check_finite()
-        version = self._ledger.complete_round(report, new_weights, self._strategy.state_dict())
+        arrays = (
+            self._strategy.state_arrays() if isinstance(self._strategy, ArrayStateful) else None
+        )
+        version = self._ledger.complete_round(
+            report, new_weights, self._strategy.state_dict(), arrays
+        )
         self._events(
             "round_completed",
             {"job_id": self._job_id, "round": round_no, "version": version, "report": report},

@@ -18,6 +18,7 @@ class TaskKind(StrEnum):
     FIT = "fit"
     EVALUATE = "evaluate"
     INIT = "init"
+    STATS = "stats"
 
 
 class FailureCode(StrEnum):

@@ -19,6 +19,7 @@ from clawfed.governance.registry import ModelRegistry, Participant, StrategyInfo
 from clawfed.governance.rounds import DroppedNode, RejectedNode, RoundOutcome
 
 _INITIAL = "initial.json"
+_ARRAYS_KEY = "_state_arrays"
 
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
@@ -47,7 +48,12 @@ class SqlLedger:
         if job.rounds_done > 0:
             latest = self._registry.latest(job_id)
             weights = store.load(latest.artifact_path, latest.sha256)
-            return Progress(job.rounds_done, weights, dict(job.strategy_state))
+            state = dict(job.strategy_state)
+            arrays = None
+            ref = state.pop(_ARRAYS_KEY, None)
+            if isinstance(ref, dict):
+                arrays = store.load(Path(str(ref["path"])), str(ref["sha256"]))
+            return Progress(job.rounds_done, weights, state, arrays)
         marker = store.root / _INITIAL
         if marker.is_file():
             try:
@@ -71,9 +77,19 @@ class SqlLedger:
         )
 
     def complete_round(
-        self, report: RoundReport, weights: Weights, strategy_state: Mapping[str, Any]
+        self,
+        report: RoundReport,
+        weights: Weights,
+        strategy_state: Mapping[str, Any],
+        state_arrays: Weights | None = None,
     ) -> str:
         job = self._jobs.get(report.job_id)
+        state = dict(strategy_state)
+        if state_arrays is not None and len(state_arrays) > 0:
+            saved = self._store(report.job_id).save(
+                state_arrays, f"strategy-state-{report.round_no:05d}", {"job": report.job_id}
+            )
+            state[_ARRAYS_KEY] = {"path": str(saved.path), "sha256": saved.sha256}
         spec = parse_job(job.spec_yaml, source=f"stored job {report.job_id}")
         artifact = self._store(report.job_id).save(
             weights,
@@ -103,7 +119,7 @@ class SqlLedger:
             outcome,
             artifact=artifact,
             strategy=StrategyInfo(spec.strategy.name, dict(spec.strategy.settings)),
-            new_state=strategy_state,
+            new_state=state,
         )
         return done.version.version_id
 

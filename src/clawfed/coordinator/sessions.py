@@ -41,6 +41,7 @@ _KIND_TO_PB = {
     TaskKind.FIT: pb.TASK_KIND_FIT,
     TaskKind.EVALUATE: pb.TASK_KIND_EVALUATE,
     TaskKind.INIT: pb.TASK_KIND_INIT,
+    TaskKind.STATS: pb.TASK_KIND_STATS,
 }
 
 

@@ -87,6 +87,7 @@ class ArtifactStore:
         try:
             tensors = {k: _little_endian_c(v) for k, v in weights.items()}
             st_save_file(tensors, tmp, metadata=meta)
+            _canonicalize_header(tmp)
             with tmp.open("rb+") as fh:
                 digest, nbytes = _digest(fh)
                 os.fsync(fh.fileno())
@@ -168,6 +169,22 @@ def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
             raise StoreError(f"artifact metadata key {k!r} is reserved for clawfed")
         out[k] = v
     return out
+
+
+def _canonicalize_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys, so equal models give equal
+    bytes (safetensors writes its metadata map in an unstable order); the data section, whose
+    offsets are relative to its own start, is left as it is."""
+    with path.open("rb+") as fh:
+        (length,) = np.frombuffer(fh.read(8), dtype="<u8")
+        header = json.loads(fh.read(int(length)))
+        data = fh.read()
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        raw = text.encode("utf-8")
+        raw += b" " * (-len(raw) % 8)
+        fh.seek(0)
+        fh.write(np.array([len(raw)], dtype="<u8").tobytes() + raw + data)
+        fh.truncate()
 
 
 def _header_metadata(data: bytes) -> dict[str, str]:

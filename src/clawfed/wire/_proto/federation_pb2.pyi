@@ -37,6 +37,8 @@ class _TaskKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskKind.Val
     TASK_KIND_EVALUATE: _TaskKind.ValueType  # 2
     TASK_KIND_INIT: _TaskKind.ValueType  # 3
     """return the initial global weights for a new job"""
+    TASK_KIND_STATS: _TaskKind.ValueType  # 4
+    """return aggregate statistics of the local data (never rows)"""
 
 class TaskKind(_TaskKind, metaclass=_TaskKindEnumTypeWrapper):
     """---- tasks --------------------------------------------------------------------------"""
@@ -46,6 +48,8 @@ TASK_KIND_FIT: TaskKind.ValueType  # 1
 TASK_KIND_EVALUATE: TaskKind.ValueType  # 2
 TASK_KIND_INIT: TaskKind.ValueType  # 3
 """return the initial global weights for a new job"""
+TASK_KIND_STATS: TaskKind.ValueType  # 4
+"""return aggregate statistics of the local data (never rows)"""
 Global___TaskKind: _TypeAlias = TaskKind  # noqa: Y015
 
 @_typing.final
