@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +16,6 @@ from clawfed.core import ConfigError
 from clawfed.wire._proto import federation_pb2 as pb
 
 app = typer.Typer(help="Submit and watch federated training jobs.", no_args_is_help=True)
-
-_FINAL = {"completed", "failed", "cancelled"}
 
 
 @app.command()
@@ -54,7 +51,9 @@ def list_jobs(workspace: WorkspaceOpt = None) -> None:
 
 
 def _follow(ws_path: Path | None, job_id: str) -> None:
+    """Follow a job with a progress bar; the coordinator streams each change (no polling)."""
     ws = find_workspace(ws_path)
+    info = pb.JobInfo(job_id=job_id, status="unknown")
     with (
         admin_stub(ws) as stub,
         Progress(
@@ -64,16 +63,14 @@ def _follow(ws_path: Path | None, job_id: str) -> None:
             console=console,
         ) as progress,
     ):
-        info = stub.GetJob(pb.JobRef(job_id=job_id))
-        bar = progress.add_task(f"{job_id} ({info.status})", total=info.rounds_total)
-        while True:
-            info = stub.GetJob(pb.JobRef(job_id=job_id))
+        bar = progress.add_task(job_id, total=None)
+        for info in stub.WatchJob(pb.JobRef(job_id=job_id)):
             progress.update(
-                bar, completed=info.rounds_done, description=f"{job_id} ({info.status})"
+                bar,
+                total=info.rounds_total,
+                completed=info.rounds_done,
+                description=f"{job_id} ({info.status})",
             )
-            if info.status in _FINAL:
-                break
-            time.sleep(0.5)
     console.print(f"job {job_id}: {info.status} {info.message}")
 
 

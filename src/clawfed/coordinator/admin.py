@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -77,6 +78,15 @@ class AdminService(pb_grpc.AdminServicer):  # type: ignore[misc]  # generated, u
         await self._admin(context)
         try:
             return self._c.jobs.info(request.job_id)
+        except ClawfedError as exc:
+            await self._fail(context, exc)
+            raise
+
+    async def WatchJob(self, request: pb.JobRef, context: Context) -> AsyncIterator[pb.JobInfo]:
+        await self._admin(context)
+        try:
+            async for info in self._c.jobs.watch(request.job_id):
+                yield info
         except ClawfedError as exc:
             await self._fail(context, exc)
             raise

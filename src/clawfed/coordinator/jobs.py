@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from clawfed.aggregation.registry import build_strategy
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from clawfed.coordinator.server import Coordinator
 
 log = logging.getLogger("clawfed.coordinator.jobs")
+
+_FINAL_STATUSES = {str(JobStatus.COMPLETED), str(JobStatus.FAILED), str(JobStatus.CANCELLED)}
 
 
 def job_info(record: JobRecord) -> pb.JobInfo:
@@ -42,6 +45,7 @@ class JobRunner:
         self.store = JobStore(coordinator.db)
         self.ledger = SqlLedger(coordinator.db, coordinator.ws.artifacts)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tick = asyncio.Event()
         self._cancel_requested: set[str] = set()
 
     def submit(self, spec: JobSpec, *, actor: str) -> pb.JobInfo:
@@ -67,6 +71,28 @@ class JobRunner:
         )
         self._start(record.job_id, spec)
         return job_info(self.store.get(record.job_id))
+
+    def changed(self) -> None:
+        """Wake every ``watch`` (called on each engine or job event)."""
+        self._tick.set()
+        self._tick = asyncio.Event()
+
+    async def watch(self, job_id: str, keepalive_s: float = 15.0) -> AsyncIterator[pb.JobInfo]:
+        """The job's info now and after every change, until it reaches a final status."""
+        last = b""
+        while True:
+            tick = self._tick
+            info = self.info(job_id)
+            raw = info.SerializeToString()
+            if raw != last:
+                last = raw
+                yield info
+            if info.status in _FINAL_STATUSES:
+                return
+            try:
+                await asyncio.wait_for(tick.wait(), keepalive_s)
+            except TimeoutError:
+                last = b""  # resend as a keepalive
 
     def info(self, job_id: str) -> pb.JobInfo:
         return job_info(self.store.get(job_id))
@@ -95,7 +121,7 @@ class JobRunner:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         else:
-            self.store.set_status(job_id, JobStatus.CANCELLED, f"cancelled by {actor}")
+            self._set_status(job_id, JobStatus.CANCELLED, f"cancelled by {actor}")
         self._c.audit.append(
             actor=actor,
             role="data_admin",
@@ -120,6 +146,10 @@ class JobRunner:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
 
+    def _set_status(self, job_id: str, status: JobStatus, message: str) -> None:
+        self.store.set_status(job_id, status, message)
+        self.changed()
+
     def _start(self, job_id: str, spec: JobSpec) -> None:
         self.store.set_status(job_id, JobStatus.RUNNING, "")
         task = asyncio.create_task(self._run(job_id, spec), name=f"job:{job_id}")
@@ -142,12 +172,12 @@ class JobRunner:
         except asyncio.CancelledError:
             if job_id in self._cancel_requested:
                 self._cancel_requested.discard(job_id)
-                self.store.set_status(job_id, JobStatus.CANCELLED, "cancelled")
+                self._set_status(job_id, JobStatus.CANCELLED, "cancelled")
             raise
         except ClawfedError as exc:
             log.error("job %s failed: %s", job_id, exc)
-            self.store.set_status(job_id, JobStatus.FAILED, str(exc))
+            self._set_status(job_id, JobStatus.FAILED, str(exc))
             self._c.events("job_failed", {"job_id": job_id, "reason": str(exc)})
             return
-        self.store.set_status(job_id, JobStatus.COMPLETED, f"final version {version}")
+        self._set_status(job_id, JobStatus.COMPLETED, f"final version {version}")
         self._c.events("job_completed", {"job_id": job_id, "version": version})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -50,6 +50,7 @@ class Coordinator:
             max_inflight_updates=s.max_inflight_updates,
             on_change=self._on_node_change,
         )
+        self.listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
         self.jobs = JobRunner(self)
         self._server: aio.Server | None = None
         self._gate: TlsGate | None = None
@@ -311,5 +312,11 @@ class Coordinator:
         self.events("node_" + change, {"node_id": info.node_id, "department": info.department})
 
     def events(self, kind: str, data: Mapping[str, Any]) -> None:
-        """Hook for notifications; logs for now, the chat layer subscribes later."""
-        log.debug("event %s %s", kind, dict(data))
+        """Tell every listener (job watchers, chat notifier) what happened; never raises."""
+        log.debug("event %s", kind)
+        self.jobs.changed()
+        for listener in list(self.listeners):
+            try:
+                listener(kind, data)
+            except Exception:  # a listener's bug must not stop a round
+                log.exception("event listener failed on %s", kind)

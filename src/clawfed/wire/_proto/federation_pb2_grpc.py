@@ -122,6 +122,11 @@ class AdminStub:
                 request_serializer=clawfed_dot_wire_dot___proto_dot_federation__pb2.JobRef.SerializeToString,
                 response_deserializer=clawfed_dot_wire_dot___proto_dot_federation__pb2.JobInfo.FromString,
                 _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/clawfed.v1.Admin/WatchJob',
+                request_serializer=clawfed_dot_wire_dot___proto_dot_federation__pb2.JobRef.SerializeToString,
+                response_deserializer=clawfed_dot_wire_dot___proto_dot_federation__pb2.JobInfo.FromString,
+                _registered_method=True)
         self.CancelJob = channel.unary_unary(
                 '/clawfed.v1.Admin/CancelJob',
                 request_serializer=clawfed_dot_wire_dot___proto_dot_federation__pb2.JobRef.SerializeToString,
@@ -161,6 +166,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchJob(self, request, context):
+        """The job's state now and after every change, until it ends (no polling).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CancelJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -194,6 +206,11 @@ def add_AdminServicer_to_server(servicer, server):
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
+                    request_deserializer=clawfed_dot_wire_dot___proto_dot_federation__pb2.JobRef.FromString,
+                    response_serializer=clawfed_dot_wire_dot___proto_dot_federation__pb2.JobInfo.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
                     request_deserializer=clawfed_dot_wire_dot___proto_dot_federation__pb2.JobRef.FromString,
                     response_serializer=clawfed_dot_wire_dot___proto_dot_federation__pb2.JobInfo.SerializeToString,
             ),
@@ -293,6 +310,33 @@ class Admin:
             request,
             target,
             '/clawfed.v1.Admin/GetJob',
+            clawfed_dot_wire_dot___proto_dot_federation__pb2.JobRef.SerializeToString,
+            clawfed_dot_wire_dot___proto_dot_federation__pb2.JobInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/clawfed.v1.Admin/WatchJob',
             clawfed_dot_wire_dot___proto_dot_federation__pb2.JobRef.SerializeToString,
             clawfed_dot_wire_dot___proto_dot_federation__pb2.JobInfo.FromString,
             options,

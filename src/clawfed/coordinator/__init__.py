@@ -1,0 +1,1 @@
+"""The federation server: node sessions, jobs, the round engine (sync and async)."""
