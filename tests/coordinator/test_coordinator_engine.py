@@ -43,6 +43,9 @@ class MemoryLedger:
         self.rounds.append((report, weights))
         return f"job@v{len(self.rounds)}"
 
+    def save_prep(self, job_id: str, prep: Mapping[str, Any]) -> None:
+        del job_id, prep
+
     def record_failed_attempt(self, report: RoundReport, reason: str) -> None:
         self.failed.append((report, reason))
 

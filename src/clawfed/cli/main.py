@@ -6,7 +6,15 @@ import sys
 
 import typer
 
-from clawfed.cli import federation_cmds, job_cmds, run_cmds
+from clawfed.cli import (
+    audit_cmds,
+    chat_cmds,
+    demo,
+    federation_cmds,
+    job_cmds,
+    models_cmds,
+    run_cmds,
+)
 from clawfed.cli.common import err_console
 from clawfed.core import ClawfedError
 
@@ -19,13 +27,19 @@ app = typer.Typer(
 )
 federation_cmds.register(app)
 run_cmds.register(app)
+demo.register(app)
 app.add_typer(job_cmds.app, name="job")
+app.add_typer(chat_cmds.app, name="chat")
+app.add_typer(models_cmds.app, name="models")
+app.add_typer(audit_cmds.app, name="audit")
 
 
 def main() -> None:
     """Run the CLI; a ClawfedError is a user-facing message and exit code 2, no traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ClawfedError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)

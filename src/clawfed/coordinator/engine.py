@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from clawfed.aggregation import Strategy
 from clawfed.aggregation.errors import TooFewUpdates
 from clawfed.aggregation.state import ArrayStateful
+from clawfed.coordinator.diagnostics import RoundDiagnostics
 from clawfed.coordinator.gateway import (
     FailureCode,
     NodeGateway,
@@ -23,7 +24,14 @@ from clawfed.coordinator.gateway import (
     TaskOutcome,
     TaskRequest,
 )
-from clawfed.coordinator.jobspec import JobSpec
+from clawfed.coordinator.jobspec import JobSpec, task_config
+from clawfed.coordinator.phases import (
+    ask_all,
+    describe_failures,
+    evaluation_metrics,
+    pooled_standardizer,
+    weighted_mean,
+)
 from clawfed.core import JobError, NodeInfo, Update, UpdateRejected, Weights
 
 log = logging.getLogger("clawfed.coordinator.engine")
@@ -78,6 +86,7 @@ class Progress:
     weights: Weights | None
     strategy_state: Mapping[str, Any]
     state_arrays: Weights | None = None
+    prep: Mapping[str, Any] = field(default_factory=dict)
 
 
 class JobLedger(Protocol):
@@ -89,6 +98,10 @@ class JobLedger(Protocol):
 
     def save_initial(self, job_id: str, weights: Weights, source_node: str) -> None:
         """Keep the initial weights so a restart does not ask a node again."""
+        ...
+
+    def save_prep(self, job_id: str, prep: Mapping[str, Any]) -> None:
+        """Keep what the phases before round 1 found (the pooled standardizer)."""
         ...
 
     def complete_round(
@@ -146,6 +159,7 @@ class RoundEngine:
         self._spec = spec
         self._strategy = strategy
         self._events = events
+        self._standardizer: dict[str, list[float]] | None = None
 
     async def run(self) -> str | None:
         """Run the remaining rounds; return the last version id (None if no round ran)."""
@@ -154,6 +168,11 @@ class RoundEngine:
             self._strategy.load_state_dict(progress.strategy_state)
         if isinstance(self._strategy, ArrayStateful) and progress.state_arrays is not None:
             self._strategy.load_state_arrays(progress.state_arrays)
+        self._standardizer = progress.prep.get("standardizer")
+        data = self._spec.data
+        if data is not None and data.standardize and self._standardizer is None:
+            self._standardizer = await self._stats_phase()
+            self._ledger.save_prep(self._job_id, {"standardizer": self._standardizer})
         weights = progress.weights
         if weights is None:
             weights = await self._initial_weights()
@@ -165,21 +184,55 @@ class RoundEngine:
     def _request(
         self, kind: TaskKind, round_no: int, config: Mapping[str, Any], weights: Weights | None
     ) -> TaskRequest:
-        merged: dict[str, Any] = {"model": self._spec.model.name}
-        merged.update({f"model.{k}": v for k, v in self._spec.model.settings.items()})
-        merged.update(self._spec.train)
-        if self._spec.dataset is not None:
-            merged["dataset"] = self._spec.dataset
-        merged.update(config)
+        base = task_config(
+            self._spec,
+            round_no=round_no if kind is TaskKind.FIT else None,
+            standardizer=self._standardizer,
+        )
         return TaskRequest(
             task_id=uuid.uuid4().hex,
             job_id=self._job_id,
             round_no=round_no,
             kind=kind,
             deadline_unix=time.time() + self._spec.round_deadline_s,
-            config=merged,
+            config={**base, **config},
             expected=None if weights is None else weights.spec(),
         )
+
+    async def _stats_phase(self) -> dict[str, list[float]]:
+        """Pool the participants' feature moments (counts and sums only) for standardization."""
+        spec = self._spec
+        nodes = await self._gw.wait_for_nodes(
+            spec.participants, spec.min_nodes, spec.round_deadline_s
+        )
+        answers = await ask_all(
+            self._gw, nodes, lambda _n: self._request(TaskKind.STATS, 0, {}, None), None,
+            spec.round_deadline_s,
+        )  # fmt: skip
+        if len(answers.outcomes) < spec.min_nodes:
+            raise JobError(
+                f"job {spec.name}: only {len(answers.outcomes)} node(s) sent data statistics, "
+                f"min_nodes={spec.min_nodes} ({describe_failures(answers.failures)})"
+            )
+        return pooled_standardizer(answers.outcomes)
+
+    async def _evaluate(
+        self, round_no: int, weights: Weights, nodes: Sequence[NodeInfo]
+    ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+        """Holdout metrics of ``weights`` on each node (those that answer in time)."""
+        model = self._gw.prepare(weights)
+        answers = await ask_all(
+            self._gw, nodes, lambda _n: self._request(TaskKind.EVALUATE, round_no, {}, None),
+            model, self._spec.round_deadline_s,
+        )  # fmt: skip
+        if answers.failures:
+            log.warning("job %s round %d: evaluation missing from %s", self._spec.name,
+                        round_no, describe_failures(answers.failures))  # fmt: skip
+        return evaluation_metrics(answers.outcomes)
+
+    def _evaluates(self, round_no: int) -> bool:
+        every = self._spec.evaluate_every
+        return every > 0 and (round_no % every == 0 or round_no == self._spec.rounds)
 
     async def _initial_weights(self) -> Weights:
         """Ask one live participant for the model's initial weights."""
@@ -228,6 +281,29 @@ class RoundEngine:
             f"{last_reason}"
         )
 
+    async def _finish_report(
+        self, report: RoundReport, new_weights: Weights, diagnostics: RoundDiagnostics
+    ) -> RoundReport:
+        """Add holdout evaluation (when due) and update diagnostics to a round's report."""
+        parts = list(report.participants)
+        combined = dict(report.metrics)
+        if self._evaluates(report.round_no):
+            nodes = [NodeInfo(p.node_id, p.department or p.node_id) for p in parts]
+            per_node, sizes = await self._evaluate(report.round_no, new_weights, nodes)
+            parts = [
+                Participant(p.node_id, p.department, p.num_samples, {
+                    **{f"train_{k}": v for k, v in p.metrics.items()},
+                    **per_node.get(p.node_id, {}),
+                })
+                for p in parts
+            ]  # fmt: skip
+            combined = {f"train_{k}": v for k, v in combined.items()}
+            combined.update(weighted_mean(per_node, sizes))
+        for node_id, (norm, cos) in diagnostics.finish(new_weights).items():
+            combined[f"diag.{node_id}.norm"] = norm
+            combined[f"diag.{node_id}.cosine"] = cos
+        return _with_metrics(report, parts, combined)
+
     async def _attempt(
         self, round_no: int, attempt: int, weights: Weights
     ) -> tuple[Weights, str] | str:
@@ -248,6 +324,7 @@ class RoundEngine:
         instructions = self._strategy.configure(round_no, nodes)
         departments = {n.node_id: n.department for n in nodes}
         aggregator = self._strategy.aggregator(weights, round_no)
+        diagnostics = RoundDiagnostics(weights, seed=round_no)
         model: OutboundModel = self._gw.prepare(weights)
         requests = {
             i.node_id: self._request(TaskKind.FIT, round_no, i.config, weights)
@@ -283,6 +360,7 @@ class RoundEngine:
                     aggregator.add(
                         Update(node_id, outcome.num_samples, outcome.weights, outcome.metrics)
                     )
+                    diagnostics.add(node_id, outcome.weights)
                 except UpdateRejected as exc:
                     rejected.append(Exclusion(node_id, str(exc.reason), exc.detail))
                     self._events(
@@ -360,6 +438,7 @@ class RoundEngine:
             self._ledger.record_failed_attempt(report, str(exc))
             return str(exc)
         new_weights.check_finite()
+        report = await self._finish_report(report, new_weights, diagnostics)
         arrays = (
             self._strategy.state_arrays() if isinstance(self._strategy, ArrayStateful) else None
         )
@@ -371,6 +450,16 @@ class RoundEngine:
             {"job_id": self._job_id, "round": round_no, "version": version, "report": report},
         )
         return new_weights, version
+
+
+def _with_metrics(
+    report: RoundReport, parts: Sequence[Participant], metrics: Mapping[str, float]
+) -> RoundReport:
+    return RoundReport(
+        report.job_id, report.round_no, report.attempt, report.started_at, report.finished_at,
+        tuple(parts), report.dropped, report.rejected, report.bytes_down, report.bytes_up,
+        dict(metrics),
+    )  # fmt: skip
 
 
 def live_participants(nodes: Sequence[NodeInfo], wanted: Sequence[str] | None) -> list[NodeInfo]:

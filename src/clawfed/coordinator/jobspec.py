@@ -1,27 +1,179 @@
-"""The job file: what to train, with whom, for how many rounds, aggregated how."""
+"""The job file: what to train on which columns, with whom, for how many rounds, aggregated how.
+
+A job file is YAML; ``parse_job`` validates it into a ``JobSpec``. ``task_config`` turns a spec
+into the flat scalar config every task carries to the nodes, and is the only place that
+defines its keys (``TaskKey`` lists them)::
+
+    key                     type   meaning
+    model.name              str    built-in model (``BUILTIN_MODELS``) or ``noop``
+    model.custom            str    ``package.module:ClassName`` (instead of ``model.name``)
+    model.settings          str    JSON object of the model's settings (``{"hidden": [32]}``)
+    dataset                 str    name of the dataset each node offers for this job
+    data.target             str    target column (shared name, after harmonization)
+    data.features           str    JSON list of feature columns, in encoding order
+    data.types              str    JSON object column -> numeric | categorical | binary
+    data.categories         str    JSON object column -> list of categories (one-hot layout)
+    data.holdout_fraction   float  share of each node's rows held out for evaluation
+    data.standardize        bool   whether features are standardized with federated moments
+    data.standardizer       str    JSON {"mean": [...], "std": [...]}: pooled moments, sent
+                                   once the STATS phase ran (only when data.standardize)
+    train.epochs … train.seed      the ``FitConfig`` fields (all of them, defaults filled in)
+    round                   int    round number of a fit task (varies the batch order)
+    proximal_mu             float  FedProx's μ, added per round by the ``fedprox`` strategy
+
+``data.*`` keys (and ``dataset``) are absent when the job has no ``data`` section (``noop``).
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from clawfed.core import ConfigError
+from clawfed.learning.trainer import FitConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+#: ``package.module:ClassName`` (nested attribute allowed), as ``learning.custom`` accepts it.
+_CUSTOM_PATH = re.compile(rf"{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*")
 
 Scalar = str | int | float | bool
+#: A model setting: a scalar or a list of scalars (``hidden: [64, 32]``).
+Setting = Scalar | list[Scalar]
+ColumnName = Annotated[str, Field(min_length=1)]
+ColumnKind = Literal["numeric", "categorical", "binary"]
+
+#: Built-in model names; mirrors ``clawfed.learning.models.MODEL_NAMES`` (kept torch-free here).
+BUILTIN_MODELS: tuple[str, ...] = ("logistic_regression", "mlp")
+#: The framework-only model (zeros; measures the round overhead).
+NOOP_MODEL = "noop"
+#: Settings each model accepts; mirrors ``learning.models`` and ``node.runner.NoopRunner``.
+MODEL_SETTINGS: Mapping[str, tuple[str, ...]] = {
+    "logistic_regression": (),
+    "mlp": ("hidden", "dropout"),
+    NOOP_MODEL: ("params", "sleep_s"),
+}
+#: ``FitConfig`` fields a job file may set under ``train`` (``proximal_mu`` comes from fedprox).
+TRAIN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(FitConfig) if f.name != "proximal_mu")
+_FLOAT_TRAIN_KEYS = frozenset({"lr", "momentum", "weight_decay"})
+
+
+class TaskKey(StrEnum):
+    """The keys of a task's config (see the module docstring for their types)."""
+
+    MODEL_NAME = "model.name"
+    MODEL_CUSTOM = "model.custom"
+    MODEL_SETTINGS = "model.settings"
+    DATASET = "dataset"
+    TARGET = "data.target"
+    FEATURES = "data.features"
+    TYPES = "data.types"
+    CATEGORIES = "data.categories"
+    HOLDOUT_FRACTION = "data.holdout_fraction"
+    STANDARDIZE = "data.standardize"
+    STANDARDIZER = "data.standardizer"
+    ROUND = "round"
+    PROXIMAL_MU = "proximal_mu"
+
+
+#: Prefix of the ``train.<field>`` keys.
+TRAIN_PREFIX = "train."
+
+
+def _category_name(value: object) -> object:
+    """``5411`` and ``5411.0`` become ``"5411"``, ``True`` ``"true"`` (as ``data.category_key``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+CategoryName = Annotated[str, BeforeValidator(_category_name), Field(min_length=1)]
 
 
 class ModelSpec(BaseModel):
-    """Which model the nodes build, and its settings (``noop`` measures the framework)."""
+    """The model the nodes build: a built-in ``name`` (or ``noop``) or a ``custom`` class."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1)
-    settings: dict[str, Scalar] = Field(default_factory=dict)
+    name: str | None = None
+    custom: str | None = None
+    settings: dict[str, Setting] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if (self.name is None) == (self.custom is None):
+            raise ValueError(
+                "set exactly one of `name` (one of "
+                f"{', '.join((*BUILTIN_MODELS, NOOP_MODEL))}) or `custom` "
+                "('package.module:ClassName')"
+            )
+        if self.custom is not None:
+            if not _CUSTOM_PATH.fullmatch(self.custom):
+                raise ValueError(
+                    f"custom must look like 'package.module:ClassName', got {self.custom!r}"
+                )
+            return self
+        known = MODEL_SETTINGS.get(str(self.name))
+        if known is None:
+            raise ValueError(
+                f"unknown model {self.name!r}; known models are "
+                f"{', '.join((*BUILTIN_MODELS, NOOP_MODEL))} (or use `custom`)"
+            )
+        unknown = sorted(k for k in self.settings if k not in known)
+        if unknown:
+            raise ValueError(
+                f"model {self.name}: unknown setting(s) {', '.join(map(repr, unknown))}; "
+                f"known settings: {', '.join(known) or 'none'}"
+            )
+        for key, value in self.settings.items():
+            _check_setting(str(self.name), key, value)
+        return self
+
+    @property
+    def label(self) -> str:
+        """The built-in name or the custom path, for messages and reports."""
+        return self.name if self.name is not None else str(self.custom)
+
+
+def _check_setting(model: str, key: str, value: Setting) -> None:
+    where = f"model {model}: setting {key!r}"
+    if key == "params":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where} must be an integer >= 1, got {value!r}")
+    elif key == "sleep_s":
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (isinstance(value, int | float) and number and 0.0 <= float(value) < math.inf):
+            raise ValueError(f"{where} must be a number of seconds >= 0, got {value!r}")
+    elif key == "hidden":
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"{where} must be a non-empty list of layer widths, got {value!r}")
+        for h in value:
+            if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+                raise ValueError(f"{where}: layer widths must be integers >= 1, got {h!r}")
+    elif key == "dropout":
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (isinstance(value, int | float) and number and 0.0 <= float(value) < 1.0):
+            raise ValueError(f"{where} must be a number in [0, 1), got {value!r}")
 
 
 class StrategySpec(BaseModel):
@@ -33,14 +185,72 @@ class StrategySpec(BaseModel):
     settings: dict[str, Scalar] = Field(default_factory=dict)
 
 
+class DataSpec(BaseModel):
+    """The shared columns of a job: target, features, their types and categories.
+
+    Every department encodes the features the same way only if every categorical feature
+    lists its categories here (its one-hot layout); a feature with ``categories`` and no
+    declared type is categorical. ``holdout_fraction`` of each node's rows (per class) is
+    held out for evaluation; ``standardize`` scales the encoded features with moments pooled
+    over all nodes (Chan, Golub and LeVeque, 1979), never with any node's rows.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: ColumnName
+    features: tuple[ColumnName, ...] = Field(min_length=1)
+    types: dict[ColumnName, ColumnKind] = Field(default_factory=dict)
+    categories: dict[ColumnName, tuple[CategoryName, ...]] = Field(default_factory=dict)
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    standardize: bool = True
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> DataSpec:
+        doubled = sorted({f for f in self.features if self.features.count(f) > 1})
+        if doubled:
+            raise ValueError(f"features lists {doubled} more than once")
+        if self.target in self.features:
+            raise ValueError(f"target {self.target!r} must not also be a feature")
+        for option in ("types", "categories"):
+            stray = sorted(set(getattr(self, option)) - set(self.features))
+            if stray:
+                raise ValueError(f"{option} names column(s) {stray} that are not features")
+        for col, kind in self.types.items():
+            if kind == "categorical" and col not in self.categories:
+                raise ValueError(
+                    f"categorical feature {col!r} needs its list of categories under "
+                    "`categories` so that every department one-hot encodes it the same way"
+                )
+        for col, cats in self.categories.items():
+            declared = self.types.get(col)
+            if declared == "numeric":
+                raise ValueError(f"categories given for {col!r}, which types declares numeric")
+            if not cats or len(set(cats)) != len(cats):
+                raise ValueError(f"categories of {col!r} must be a non-empty list without repeats")
+            if declared == "binary" and len(cats) != 2:
+                raise ValueError(
+                    f"binary column {col!r} needs exactly 2 categories, got {len(cats)}"
+                )
+        return self
+
+    def declared_types(self) -> dict[str, str]:
+        """``types``, plus ``categorical`` for a feature given ``categories`` but no type."""
+        return dict.fromkeys(self.categories, "categorical") | dict(self.types)
+
+
 class JobSpec(BaseModel):
-    """A federated training job as written in a job file (YAML)."""
+    """A federated training job as written in a job file (YAML).
+
+    ``evaluate_every``: the nodes evaluate the global model on their holdout after every
+    n-th round (and after the last); 0 means never.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     model: ModelSpec
     dataset: str | None = None
+    data: DataSpec | None = None
     rounds: int = Field(ge=1, le=100_000)
     min_nodes: int = Field(default=1, ge=1)
     round_deadline_s: float = Field(default=300.0, gt=0)
@@ -48,6 +258,7 @@ class JobSpec(BaseModel):
     participants: tuple[str, ...] | None = None
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     train: dict[str, Scalar] = Field(default_factory=dict)
+    evaluate_every: int = Field(default=1, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -56,6 +267,16 @@ class JobSpec(BaseModel):
             raise ValueError(
                 "must be 1-64 letters, digits, '_', '.' or '-' starting with a letter or digit, "
                 f"got {value!r}"
+            )
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError(
+                "must be the name a node offers its data under (1-64 letters, digits, '_', "
+                f"'.' or '-'), got {value!r}"
             )
         return value
 
@@ -71,19 +292,144 @@ class JobSpec(BaseModel):
             raise ValueError(f"lists {', '.join(dupes)} more than once")
         return value
 
+    @field_validator("train")
+    @classmethod
+    def _train(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
+        if "proximal_mu" in value:
+            raise ValueError(
+                "proximal_mu is not a train setting; choose `strategy: {name: fedprox, "
+                "settings: {proximal_mu: ...}}` instead"
+            )
+        unknown = sorted(k for k in value if k not in TRAIN_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {', '.join(map(repr, unknown))}; "
+                f"known settings are {', '.join(TRAIN_KEYS)}"
+            )
+        out = {k: _yaml_number(k, v) for k, v in value.items()}
+        try:
+            FitConfig.from_settings(out)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return out
+
     @model_validator(mode="after")
-    def _enough_participants(self) -> JobSpec:
+    def _consistent(self) -> JobSpec:
         if self.participants is not None and len(self.participants) < self.min_nodes:
             raise ValueError(
                 f"min_nodes is {self.min_nodes} but only {len(self.participants)} "
                 "participant(s) are listed"
             )
+        if self.model.name != NOOP_MODEL:
+            missing = [f for f in ("dataset", "data") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(
+                    f"model {self.model.label} trains on data: add "
+                    f"{' and '.join(f'`{m}`' for m in missing)} to the job file"
+                )
         return self
 
+    def fit_config(self) -> FitConfig:
+        """The local training settings, defaults filled in (``proximal_mu`` stays 0)."""
+        return FitConfig.from_settings(self.train)
+
     def to_yaml(self) -> str:
-        """The spec as YAML (what is stored and shown)."""
+        """The spec as YAML (what is stored and shown); ``parse_job`` reads it back equal."""
         data = self.model_dump(mode="json", exclude_none=True)
         return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+
+def _yaml_number(key: str, value: Scalar) -> Scalar:
+    """YAML 1.1 reads ``1e-3`` as text; accept it for the float settings."""
+    if key in _FLOAT_TRAIN_KEYS and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def task_config(
+    spec: JobSpec,
+    *,
+    round_no: int | None = None,
+    standardizer: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, Scalar]:
+    """The flat config a task of this job carries (keys in the module docstring).
+
+    Parameters
+    ----------
+    spec
+        The job.
+    round_no
+        Sent as ``round`` (fit tasks; the nodes vary their batch order with it).
+    standardizer
+        The pooled ``{"mean": [...], "std": [...]}`` (``Standardizer.to_dict()``) once the
+        STATS phase ran; only for jobs with ``data.standardize``.
+
+    Returns
+    -------
+    dict
+        Key -> scalar; merge a strategy's per-node settings (``proximal_mu``) on top.
+
+    Raises
+    ------
+    ConfigError
+        When a standardizer is given for a job that does not standardize, or is malformed.
+    """
+    out: dict[str, Scalar] = {}
+    if spec.model.name is not None:
+        out[TaskKey.MODEL_NAME] = spec.model.name
+    else:
+        out[TaskKey.MODEL_CUSTOM] = str(spec.model.custom)
+    out[TaskKey.MODEL_SETTINGS] = _dumps(spec.model.settings)
+    if spec.dataset is not None:
+        out[TaskKey.DATASET] = spec.dataset
+    data = spec.data
+    if data is not None:
+        out[TaskKey.TARGET] = data.target
+        out[TaskKey.FEATURES] = _dumps(list(data.features))
+        out[TaskKey.TYPES] = _dumps(data.types)
+        out[TaskKey.CATEGORIES] = _dumps({c: list(v) for c, v in data.categories.items()})
+        out[TaskKey.HOLDOUT_FRACTION] = data.holdout_fraction
+        out[TaskKey.STANDARDIZE] = data.standardize
+    for f in fields(FitConfig):
+        if f.name in TRAIN_KEYS:
+            value: Any = getattr(spec.fit_config(), f.name)
+            out[TRAIN_PREFIX + f.name] = str(value) if isinstance(value, StrEnum) else value
+    if round_no is not None:
+        if isinstance(round_no, bool) or not isinstance(round_no, int) or round_no < 0:
+            raise ConfigError(f"round_no must be an integer >= 0, got {round_no!r}")
+        out[TaskKey.ROUND] = round_no
+    if standardizer is not None:
+        out[TaskKey.STANDARDIZER] = _standardizer_json(spec, standardizer)
+    return {str(k): v for k, v in out.items()}
+
+
+def _standardizer_json(spec: JobSpec, standardizer: Mapping[str, Sequence[float]]) -> str:
+    if spec.data is None or not spec.data.standardize:
+        raise ConfigError(
+            f"job {spec.name}: a standardizer was given but the job does not standardize "
+            "(data.standardize is false or there is no data section)"
+        )
+    if set(standardizer) != {"mean", "std"}:
+        raise ConfigError(
+            f"standardizer must hold exactly 'mean' and 'std', got {sorted(standardizer)}"
+        )
+    mean = [float(v) for v in standardizer["mean"]]
+    std = [float(v) for v in standardizer["std"]]
+    if len(mean) != len(std) or not mean:
+        raise ConfigError(
+            f"standardizer mean and std must be non-empty and equally long, "
+            f"got {len(mean)} and {len(std)}"
+        )
+    if not all(math.isfinite(v) for v in mean) or not all(math.isfinite(v) and v > 0 for v in std):
+        raise ConfigError("standardizer: every mean must be finite and every std finite and > 0")
+    return _dumps({"mean": mean, "std": std})
 
 
 def _describe(exc: ValidationError) -> str:
@@ -93,12 +439,21 @@ def _describe(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling)"
+        elif err["type"] not in ("value_error", "missing"):
+            shown = repr(err.get("input"))
+            msg = f"{msg}, got {shown if len(shown) <= 60 else shown[:57] + '...'}"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 
 
 def parse_job(text: str, *, source: str = "job file") -> JobSpec:
-    """Parse and validate a job file's YAML text."""
+    """Parse and validate a job file's YAML text.
+
+    Raises
+    ------
+    ConfigError
+        Naming each wrong field and the rule it breaks.
+    """
     try:
         raw: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -19,6 +19,7 @@ from clawfed.governance.registry import ModelRegistry, Participant, StrategyInfo
 from clawfed.governance.rounds import DroppedNode, RejectedNode, RoundOutcome
 
 _INITIAL = "initial.json"
+_PREP = "prep.json"
 _ARRAYS_KEY = "_state_arrays"
 
 
@@ -53,7 +54,7 @@ class SqlLedger:
             ref = state.pop(_ARRAYS_KEY, None)
             if isinstance(ref, dict):
                 arrays = store.load(Path(str(ref["path"])), str(ref["sha256"]))
-            return Progress(job.rounds_done, weights, state, arrays)
+            return Progress(job.rounds_done, weights, state, arrays, self._prep(job_id))
         marker = store.root / _INITIAL
         if marker.is_file():
             try:
@@ -61,8 +62,8 @@ class SqlLedger:
                 weights = store.load(Path(info["path"]), str(info["sha256"]))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise StoreError(f"job {job_id}: unreadable initial model record: {exc}") from exc
-            return Progress(0, weights, dict(job.strategy_state))
-        return Progress(0, None, dict(job.strategy_state))
+            return Progress(0, weights, dict(job.strategy_state), None, self._prep(job_id))
+        return Progress(0, None, dict(job.strategy_state), None, self._prep(job_id))
 
     def save_initial(self, job_id: str, weights: Weights, source_node: str) -> None:
         store = self._store(job_id)
@@ -75,6 +76,23 @@ class SqlLedger:
                 "source_node": source_node,
             },
         )
+
+    def save_prep(self, job_id: str, prep: Mapping[str, Any]) -> None:
+        store = self._store(job_id)
+        store.root.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(store.root / _PREP, prep)
+
+    def _prep(self, job_id: str) -> dict[str, Any]:
+        path = self._store(job_id).root / _PREP
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"job {job_id}: unreadable {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise StoreError(f"job {job_id}: {path} must hold a JSON object")
+        return data
 
     def complete_round(
         self,

@@ -14,7 +14,13 @@ from grpc import aio
 from clawfed import PROTOCOL_VERSION
 from clawfed.coordinator.admin import AdminService
 from clawfed.coordinator.jobs import JobRunner
-from clawfed.coordinator.sessions import NodeSession, SessionHub, check_hello, version_goodbye
+from clawfed.coordinator.sessions import (
+    NodeSession,
+    SessionHub,
+    check_hello,
+    deserialize_node_message,
+    version_goodbye,
+)
 from clawfed.coordinator.workspace import Workspace
 from clawfed.core import NodeInfo, NotFoundError, RefusalReason
 from clawfed.governance.audit import AuditLog
@@ -28,6 +34,8 @@ from clawfed.wire._proto import federation_pb2_grpc as pb_grpc
 log = logging.getLogger("clawfed.coordinator")
 
 _HELLO_TIMEOUT_S = 30.0
+#: How long a revoked node gets to read its goodbye and hang up before it is cut off.
+_GOODBYE_GRACE_S = 2.0
 
 
 def _serialize(message: pb.CoordinatorMessage | bytes) -> bytes:
@@ -61,6 +69,10 @@ class Coordinator:
     async def start(self) -> int:
         """Start serving; return the public (TLS) port."""
         s = self.ws.settings
+        # No session survives a coordinator: flags a killed predecessor left are stale.
+        for record in self.nodes.list():
+            if record.connected:
+                self.nodes.set_connected(record.node_id, False)
         server = aio.server(
             options=[
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
@@ -73,7 +85,7 @@ class Coordinator:
             {
                 "Session": grpc.stream_stream_rpc_method_handler(
                     self._session,
-                    request_deserializer=pb.NodeMessage.FromString,
+                    request_deserializer=deserialize_node_message,
                     response_serializer=_serialize,
                 )
             },
@@ -175,11 +187,15 @@ class Coordinator:
                             )
                         )
                     ),
-                    2.0,
+                    _GOODBYE_GRACE_S,
                 )
+                # Let the node read the goodbye and hang up itself: cutting the connection
+                # at once can destroy the goodbye in flight, and a node that never learns it
+                # was revoked keeps redialling.
+                await asyncio.wait_for(session.closed.wait(), _GOODBYE_GRACE_S)
             except (TimeoutError, aio.AioRpcError, RuntimeError):
                 pass
-            if session.task is not None:
+            if not session.closed.is_set() and session.task is not None:
                 session.close_reason = "revoked"
                 session.task.cancel()
         dropped = self.drop_node(node_id)
@@ -293,9 +309,14 @@ class Coordinator:
             await asyncio.sleep(s.heartbeat_interval_s)
             now = time.monotonic()
             for session in self.hub.sessions():
-                if session.busy_receiving:
-                    continue
-                if now - session.last_seen > limit and session.task is not None:
+                # A session busy receiving (or waiting for memory to receive) is not read
+                # from meanwhile, so its silence proves nothing; but the node still needs
+                # our heartbeats, or it gives up on a coordinator that went quiet.
+                if (
+                    not session.busy_receiving
+                    and now - session.last_seen > limit
+                    and session.task is not None
+                ):
                     session.close_reason = f"no heartbeat for {limit:g} s"
                     session.task.cancel()
                     continue

@@ -30,10 +30,12 @@ from clawfed.core import (
     UpdateRejected,
     Weights,
 )
+from clawfed.core.errors import WireError
 from clawfed.wire import values as wire_values
 from clawfed.wire._proto import federation_pb2 as pb
+from clawfed.wire.chunkwire import ChunkView, chunk_message, parse_node_message
 from clawfed.wire.eof import STREAM_END
-from clawfed.wire.payload import Reassembler, encode
+from clawfed.wire.payload import ChunkLike, Reassembler, encode
 
 log = logging.getLogger("clawfed.coordinator.sessions")
 
@@ -45,22 +47,29 @@ _KIND_TO_PB = {
 }
 
 
-def _serialize(message: pb.CoordinatorMessage | bytes) -> bytes:
-    """Pre-serialized messages (the round's model chunks) pass through untouched."""
+def serialize_coordinator_message(message: pb.CoordinatorMessage | bytes) -> bytes:
+    """The Session stream's response serializer: prepared chunk messages pass through."""
     if isinstance(message, bytes):
         return message
     return message.SerializeToString()
 
 
+#: The Session stream's request deserializer: chunks come back as zero-copy ``ChunkView``s.
+deserialize_node_message = parse_node_message
+
+
+SessionContext = aio.ServicerContext[pb.NodeMessage | ChunkView, pb.CoordinatorMessage | bytes]
+
+
 class EncodedModel:
-    """Global weights encoded once per round: the chunk messages are serialized once."""
+    """Global weights encoded once per round: the chunk messages are laid out once."""
 
     def __init__(self, weights: Weights, chunk_size: int) -> None:
         payload = encode(weights, uuid.uuid4().hex, chunk_size)
         self._weights = weights
         self.header = payload.header
         self.messages: tuple[bytes, ...] = tuple(
-            pb.CoordinatorMessage(chunk=c).SerializeToString() for c in payload.chunks()
+            chunk_message(payload.payload_id, offset, pieces) for offset, pieces in payload.spans()
         )
 
     @property
@@ -87,12 +96,13 @@ class NodeSession:
     def __init__(
         self,
         info: NodeInfo,
-        context: aio.ServicerContext[pb.NodeMessage, pb.CoordinatorMessage | bytes],
+        context: aio.ServicerContext[Any, Any],
         hub: SessionHub,
     ) -> None:
         self.info = info
         self.session_id = uuid.uuid4().hex
-        self._ctx = context
+        # what the Session stream's (de)serializers above read and write
+        self._ctx: SessionContext = context
         self._hub = hub
         self._wlock = asyncio.Lock()
         self._pending: dict[str, _Pending] = {}
@@ -186,8 +196,11 @@ class NodeSession:
                 if message is STREAM_END:
                     self.close_reason = "the node closed the stream"
                     break
-                assert isinstance(message, pb.NodeMessage)
                 self.last_seen = time.monotonic()
+                if isinstance(message, ChunkView):
+                    self._on_chunk(message)
+                    continue
+                assert isinstance(message, pb.NodeMessage)
                 kind = message.WhichOneof("body")
                 if kind == "chunk":
                     self._on_chunk(message.chunk)
@@ -204,6 +217,9 @@ class NodeSession:
                     break
         except aio.AioRpcError as exc:
             self.close_reason = f"stream error: {exc.code().name}"
+        except WireError as exc:  # from the request deserializer: bytes that are no message
+            self.close_reason = str(exc)
+            log.warning("%s: %s", self.info.node_id, exc)
         except asyncio.CancelledError:
             self.close_reason = self.close_reason or "session closed by the coordinator"
             raise
@@ -288,7 +304,7 @@ class NodeSession:
         if pending.reassembler.done:
             self._complete(pending)
 
-    def _on_chunk(self, chunk: pb.Chunk) -> None:
+    def _on_chunk(self, chunk: ChunkLike) -> None:
         pending = self._receiving
         if pending is None or pending.reassembler is None:
             if chunk.payload_id != self._discard:

@@ -46,12 +46,14 @@ class StrategyInfo:
     """The aggregation strategy that produced a version, and its settings."""
 
     name: str
-    settings: Mapping[str, JSONValue] = field(default_factory=lambda: MappingProxyType({}))
+    settings: Mapping[str, JSONValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require_text(self.name, "strategy name", 64)
         object.__setattr__(
-            self, "settings", MappingProxyType(json_object(self.settings, "strategy settings"))
+            self,
+            "settings",
+            MappingProxyType(json_object(dict(self.settings), "strategy settings")),
         )
 
 

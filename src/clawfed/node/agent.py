@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -24,12 +25,20 @@ from clawfed.core import (
 from clawfed.node.runner import TaskRunner
 from clawfed.wire import Reassembler, decode_values, encode
 from clawfed.wire._proto import federation_pb2 as pb
-from clawfed.wire._proto import federation_pb2_grpc as pb_grpc
+from clawfed.wire.chunkwire import (
+    ChunkView,
+    chunk_message,
+    parse_coordinator_message,
+    serialize_message,
+)
 from clawfed.wire.eof import STREAM_END
 
 log = logging.getLogger("clawfed.node")
 
 _MAX_MODEL_BYTES = 16 << 30
+_SESSION_METHOD = "/clawfed.v1.Federation/Session"
+#: How the coordinator's protocol-mismatch goodbye names its own version.
+_COORDINATOR_VERSION = re.compile(r"coordinator speaks v(\d+)")
 
 
 class SessionRefused(SecurityError):
@@ -143,8 +152,7 @@ class NodeAgent:
         """One session; returns True once the coordinator welcomed us."""
         welcomed = False
         async with self._channel() as channel:
-            stub = pb_grpc.FederationStub(channel)
-            self._call = stub.Session()
+            self._call = _open_session(channel)
             hello = pb.Hello(protocol_version=self._protocol_version, software_version=__version__)
             for name, meta in self._datasets:
                 hello.datasets.add(name=name, metadata_json=meta)
@@ -188,7 +196,8 @@ class NodeAgent:
             return
         code, text = message.goodbye.code, message.goodbye.message
         if code == "protocol_mismatch":
-            theirs = 0
+            found = _COORDINATOR_VERSION.search(text)
+            theirs = int(found.group(1)) if found else 0
             raise ProtocolVersionMismatch(self._protocol_version, theirs) from SessionRefused(
                 code, text
             )
@@ -226,6 +235,15 @@ class NodeAgent:
                 raise ClawfedError(f"no word from the coordinator for {silence_limit:g} s") from exc
             if message is STREAM_END:
                 raise ClawfedError("the coordinator closed the stream")
+            if isinstance(message, ChunkView):  # the common case, parsed without a copy
+                if reassembler is None or task is None:
+                    continue
+                reassembler.add(message)
+                if reassembler.done:
+                    weights = reassembler.finish()
+                    running[task.task_id] = asyncio.create_task(self._execute(task, weights))
+                    task, reassembler = None, None
+                continue
             assert isinstance(message, pb.CoordinatorMessage)
             kind = message.WhichOneof("body")
             if kind == "chunk":
@@ -264,6 +282,10 @@ class NodeAgent:
             if task.kind == pb.TASK_KIND_INIT:
                 init = await asyncio.to_thread(self._runner.init, config)
                 await self._send_success(task.task_id, 0, {}, init)
+                return
+            if task.kind == pb.TASK_KIND_STATS:
+                stats = await asyncio.to_thread(self._runner.stats, config)
+                await self._send_success(task.task_id, 0, {}, stats)
                 return
             if weights is None:
                 raise ClawfedError("the task carried no model weights")
@@ -309,8 +331,23 @@ class NodeAgent:
                 pb.NodeMessage(result=pb.TaskResult(task_id=task_id, success=success))
             )
             if payload is not None:
-                for chunk in payload.chunks():
-                    await self._call.write(pb.NodeMessage(chunk=chunk))
+                # each message laid out around views of the tensors: one copy per chunk
+                for offset, pieces in payload.spans():
+                    await self._call.write(chunk_message(payload.payload_id, offset, pieces))
+
+
+def _open_session(
+    channel: aio.Channel,
+) -> aio.StreamStreamCall[pb.NodeMessage | bytes, pb.CoordinatorMessage | ChunkView]:
+    """Open the Session stream: chunks in and out skip the protobuf objects (``chunkwire``)."""
+    method = channel.stream_stream(
+        _SESSION_METHOD,
+        request_serializer=serialize_message,
+        response_deserializer=parse_coordinator_message,
+    )
+    call: aio.StreamStreamCall[pb.NodeMessage | bytes, pb.CoordinatorMessage | ChunkView]
+    call = method(None)
+    return call
 
 
 def payload_error_text(exc: PayloadError) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +46,10 @@ class TaskRunner(Protocol):
         """Evaluate ``weights`` locally."""
         ...
 
+    def stats(self, config: Mapping[str, ConfigValue]) -> Weights:
+        """Aggregate statistics of the local training features (count, sum, m2), never rows."""
+        ...
+
 
 def _int_setting(config: Mapping[str, ConfigValue], key: str, default: int) -> int:
     value = config.get(key, default)
@@ -52,11 +58,23 @@ def _int_setting(config: Mapping[str, ConfigValue], key: str, default: int) -> i
     return value
 
 
+def _seconds_setting(config: Mapping[str, ConfigValue], key: str) -> float:
+    value = config.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key} must be a number of seconds >= 0, got {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{key} must be a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
 class NoopRunner:
     """A model of ``model.params`` float32 zeros whose training changes nothing.
 
     Used by the round-overhead benchmark and tests to measure the framework alone: the
-    delta is a full-size payload, so every byte still crosses the wire.
+    delta is a full-size payload, so every byte still crosses the wire. ``model.sleep_s``
+    (seconds >= 0, default 0) simulates local training time: ``fit`` waits that long
+    before answering, which is how benchmarks and tests model slow or hanging nodes.
     """
 
     def __init__(self, num_samples: int = 1) -> None:
@@ -69,10 +87,16 @@ class NoopRunner:
         return Weights({"w": np.zeros(params, dtype=np.float32)})
 
     def fit(self, config: Mapping[str, ConfigValue], weights: Weights) -> FitAnswer:
-        del config
+        sleep_s = _seconds_setting(config, "model.sleep_s")
+        if sleep_s > 0:
+            time.sleep(sleep_s)
         delta = Weights((n, np.zeros_like(a)) for n, a in weights.items())
         return FitAnswer(self._num_samples, {}, delta)
 
     def evaluate(self, config: Mapping[str, ConfigValue], weights: Weights) -> EvalAnswer:
         del config, weights
         return EvalAnswer(self._num_samples, {})
+
+    def stats(self, config: Mapping[str, ConfigValue]) -> Weights:
+        del config
+        raise ConfigError("model noop has no data, so it has no statistics to send")
