@@ -21,9 +21,15 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
+from clawfed.chat.fake_wecom import FakeWeCom, FakeWeComServer, serve_fake_wecom
+from clawfed.chat.service import ChatService
+from clawfed.chat.wecom_xml import parse_flat_xml
+from clawfed.cli.chat_cmds import demo_chat_section
 from clawfed.cli.common import console, setup_logging
+from clawfed.coordinator.config import save_settings
 from clawfed.coordinator.engine import RoundReport
 from clawfed.coordinator.jobspec import parse_job, task_config
 from clawfed.coordinator.server import Coordinator
@@ -36,6 +42,9 @@ from clawfed.governance.registry import ModelRegistry
 _MARKER = ".clawfed-demo"
 _JOB = Path(__file__).resolve().parents[3] / "examples" / "fraud-job.yaml"
 _SHOWN = ("roc_auc", "f1", "accuracy")
+_ASKER = "zhangsan"
+_QUESTIONS = ("训练进度怎么样", "信贷部模型准确率多少", "对比下信贷部和审计部的准确率", "/版本")
+_ROUTED = ["job_started", "round_completed", "job_finished", "node_joined", "anomaly"]
 _ROWS = {**DEFAULT_FRAUD_ROWS, "audit": 300}
 _SHORT = {"roc_auc": "AUC", "f1": "F1", "accuracy": "acc"}
 
@@ -133,6 +142,41 @@ def _baselines(spec_text: str, data: Mapping[str, Path], rounds: int) -> dict[st
     return out
 
 
+def _ask(wecom: FakeWeComServer, chat: ChatService) -> list[tuple[str, str]]:
+    """A staff member asks the bot in plain Chinese, through WeCom's encrypted callback."""
+    base = chat.callback_url
+    if base is None:
+        raise JobError("the demo's chat callback endpoint did not start")
+    answers = []
+    for question in _QUESTIONS:
+        delivery = wecom.fake.post_user_message(base, _ASKER, question)
+        if not delivery.delivered:
+            raise JobError(
+                f"the chat endpoint answered HTTP {delivery.status_code} to {question!r}"
+            )
+        reply = ""
+        if delivery.reply_xml:
+            reply = parse_flat_xml(delivery.reply_xml).get("Content", "")
+        answers.append((question, reply or "(the answer follows as an application message)"))
+    chat.outbox.wait_idle(30)
+    return answers
+
+
+def _transcript(fake: FakeWeCom) -> None:
+    console.rule("WeCom transcript (what the local WeCom received)")
+    for entry in fake.transcript():
+        body = entry.body or {}
+        if entry.path.endswith("/webhook/send") or entry.path.endswith("/message/send"):
+            kind = str(body.get("msgtype", ""))
+            part = body.get(kind)
+            text = part.get("content", "") if isinstance(part, dict) else ""
+            who = "群机器人" if entry.path.endswith("/webhook/send") else "应用消息"
+            shown = text if text else f"[{kind}]"
+            console.print(f"[bold]{who}[/] {escape(shown)}", highlight=False)
+        elif entry.path.endswith("/media/upload"):
+            console.print("[bold]应用消息[/] \\[chart image uploaded]", highlight=False)
+
+
 def _summary(ws: Workspace, job: str, baselines: Mapping[str, Any]) -> None:
     db = ws.database()
     try:
@@ -175,6 +219,14 @@ async def _run(root: Path, rounds: int) -> None:
     )
     data = make_fraud_scenario(7, _ROWS, root / "data")
     ws = init_workspace(root / "ws", federation="demo-bank", port=_free_port())
+    wecom = serve_fake_wecom("127.0.0.1", 0, fake=FakeWeCom(users=(_ASKER, "lisi", "wangwu")))
+    chat = demo_chat_section(wecom)
+    chat["http_port"] = _free_port()
+    chat["routes"] = [{"events": _ROUTED, "channel": "group"}]
+    settings = ws.settings.model_copy(update={"chat": chat})
+    save_settings(ws.root, settings)
+    ws = Workspace(ws.root, settings)
+    console.print(f"local WeCom (企业微信) at {wecom.url}: the group robot gets notifications")
     kits = {}
     for dept, name in FRAUD_DEPARTMENTS.items():
         kits[dept] = root / f"{dept}.kit"
@@ -199,12 +251,20 @@ async def _run(root: Path, rounds: int) -> None:
         console.print(f"job {final.job_id}: {final.status} {final.message}")
         if final.status != "completed":
             raise JobError(f"the demo job ended {final.status}: {final.message}")
+        assert coordinator.chat is not None
+        answers = await asyncio.to_thread(_ask, wecom, coordinator.chat)
     finally:
         _stop(procs)
         await coordinator.stop()
+        wecom.stop()
     console.print("training the same model on each department's data alone, for comparison…")
     baselines = await asyncio.to_thread(_baselines, text, data, rounds)
     _summary(ws, info.job_id, baselines)
+    _transcript(wecom.fake)
+    console.rule(f"questions from {_ASKER} in WeCom, answered through the encrypted callback")
+    for question, reply in answers:
+        console.print(f"[bold]{_ASKER}:[/] {escape(question)}", highlight=False)
+        console.print(f"[bold]clawfed:[/] {escape(reply)}", highlight=False)
 
 
 def demo(
@@ -218,7 +278,8 @@ def demo(
     import logging
 
     logging.getLogger("clawfed").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "httpx", "uvicorn", "uvicorn.error", "jieba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     asyncio.run(_run(folder.resolve(), rounds))
 
 

@@ -10,11 +10,10 @@ from typing import Annotated
 import typer
 
 from clawfed.cli.common import console, find_workspace, setup_logging
-from clawfed.coordinator.server import Coordinator
 from clawfed.core import ConfigError
-from clawfed.node.agent import Credentials, NodeAgent
-from clawfed.node.dispatch import DispatchRunner, parse_data_args
-from clawfed.security.kit import load_kit
+
+# The coordinator and the node agent are imported where they run: the node pulls in the
+# learning stack (torch), which every other ``clawfed`` command would pay for at start-up.
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -24,6 +23,8 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def _serve(workspace: Path | None) -> None:
+    from clawfed.coordinator.server import Coordinator
+
     ws = find_workspace(workspace)
     coordinator = Coordinator(ws)
     stop = asyncio.Event()
@@ -46,6 +47,10 @@ def coordinator(
 
 
 async def _run_node(kit_path: Path, data: list[str], mapping: list[str]) -> None:
+    from clawfed.node.agent import Credentials, NodeAgent
+    from clawfed.node.dispatch import DispatchRunner, parse_data_args
+    from clawfed.security.kit import load_kit
+
     kit = load_kit(kit_path)
     datasets = parse_data_args(data, mapping)
     runner = DispatchRunner(datasets)

@@ -27,7 +27,8 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from clawfed.aggregation.base import ConfigValue
 from clawfed.aggregation.delta import apply_delta, check_update
@@ -59,6 +60,15 @@ def _ignore(kind: str, data: Mapping[str, Any]) -> None:
     del kind, data
 
 
+def _problem(err: ErrorDetails, section: str) -> str:
+    where = ".".join(str(p) for p in err["loc"]) or section
+    if err["type"] == "missing":
+        return f"{where}: setting is required"
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown setting"
+    return f"{where}: {err['msg'].lower()}, got {err['input']!r}"
+
+
 class BufferWeighting(StrEnum):
     """How updates in the buffer are weighted besides staleness."""
 
@@ -82,10 +92,25 @@ class FedBuffSettings(BaseModel):
     server_lr: float = Field(default=1.0, gt=0.0)
     staleness_exponent: float = Field(default=0.5, ge=0.0)
     max_staleness: int | None = Field(default=None, ge=0)
-    weighting: BufferWeighting = BufferWeighting.UNIFORM
+    weighting: BufferWeighting = Field(default=BufferWeighting.UNIFORM, strict=False)
     max_concurrency: int | None = Field(default=None, ge=1)
     retry_after_s: float = Field(default=1.0, gt=0.0)
     stall_timeout_s: float | None = Field(default=None, gt=0.0)
+
+    @classmethod
+    def from_job(cls, data: Mapping[str, object]) -> FedBuffSettings:
+        """Validate the ``fedbuff:`` section of a job file.
+
+        Raises
+        ------
+        ConfigError
+            Naming every unknown setting and every value that breaks its rule.
+        """
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            problems = "; ".join(_problem(e, "fedbuff") for e in exc.errors())
+            raise ConfigError(f"invalid fedbuff settings: {problems}") from exc
 
 
 def staleness_weight(staleness: int, exponent: float) -> float:
@@ -437,8 +462,9 @@ class _AsyncRun:
     async def stop_all(self) -> None:
         """Cancel every task still running (the job is done or failed)."""
         for task, run in list(self.running.items()):
-            task.cancel()
-            await self.e._gw.cancel(run.node_id, run.request.task_id, "job finished")
+            if not task.done():  # a finished task's result is just not used
+                task.cancel()
+                await self.e._gw.cancel(run.node_id, run.request.task_id, "job finished")
         if self.running:
             await asyncio.gather(*self.running, return_exceptions=True)
         self.running.clear()

@@ -179,5 +179,11 @@ class JobRunner:
             self._set_status(job_id, JobStatus.FAILED, str(exc))
             self._c.events("job_failed", {"job_id": job_id, "reason": str(exc)})
             return
+        except Exception as exc:  # a bug: fail the job visibly rather than leave it "running"
+            log.exception("job %s stopped by an internal error", job_id)
+            reason = f"internal error ({type(exc).__name__}: {str(exc)[:500]}); see the log"
+            self._set_status(job_id, JobStatus.FAILED, reason)
+            self._c.events("job_failed", {"job_id": job_id, "reason": reason})
+            return
         self._set_status(job_id, JobStatus.COMPLETED, f"final version {version}")
         self._c.events("job_completed", {"job_id": job_id, "version": version})

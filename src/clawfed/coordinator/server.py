@@ -6,13 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
 
 from clawfed import PROTOCOL_VERSION
 from clawfed.coordinator.admin import AdminService
+from clawfed.coordinator.config import CONFIG_NAME
 from clawfed.coordinator.jobs import JobRunner
 from clawfed.coordinator.sessions import (
     NodeSession,
@@ -30,6 +31,9 @@ from clawfed.security.gate import Refusal, TlsGate
 from clawfed.security.pki import PeerIdentity, Role
 from clawfed.wire._proto import federation_pb2 as pb
 from clawfed.wire._proto import federation_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from clawfed.chat.service import ChatService
 
 log = logging.getLogger("clawfed.coordinator")
 
@@ -50,6 +54,12 @@ class Coordinator:
         s = workspace.settings
         self.db = workspace.database()
         self.db.upgrade()
+        self.chat: ChatService | None = None
+        if s.chat:
+            from clawfed.chat.service import ChatService, load_chat_config
+
+            config = load_chat_config(s.chat, source=f"{workspace.root / CONFIG_NAME}: chat")
+            self.chat = ChatService(config, self.db)
         self.nodes = NodeRegistry(self.db)
         self.audit = AuditLog(self.db)
         self.hub = SessionHub(
@@ -60,6 +70,8 @@ class Coordinator:
         )
         self.listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
         self.jobs = JobRunner(self)
+        if self.chat is not None:
+            self.listeners.append(self.chat.handle)
         self._server: aio.Server | None = None
         self._gate: TlsGate | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -108,6 +120,10 @@ class Coordinator:
         self.port = self._gate.start()
         self._monitor = asyncio.create_task(self._watch_heartbeats())
         self.jobs.resume_all()
+        if self.chat is not None:
+            url = self.chat.start()
+            if url:
+                log.info("chat callback endpoint at %s", url)
         log.info(
             "coordinator %s listening on %s:%d (mutual TLS)", s.federation, s.bind_host, self.port
         )
@@ -115,6 +131,8 @@ class Coordinator:
 
     async def stop(self) -> None:
         """Stop jobs, sessions, the gate and the server; bounded waits only."""
+        if self.chat is not None:
+            self.chat.stop()  # first, so shutdown disconnects are not announced as node loss
         await self.jobs.stop_all()
         if self._monitor is not None:
             self._monitor.cancel()
@@ -269,31 +287,34 @@ class Coordinator:
         session = NodeSession(info, context, self.hub)
         session.datasets = {d.name: d.metadata_json for d in hello.datasets}
         session.task = asyncio.current_task()
-        old = await self.hub.attach(session)
-        if old is not None and old.task is not None:
-            old.close_reason = "replaced by a newer session of the same node"
-            old.task.cancel()
-        self.nodes.set_connected(identity.node_id, True)
-        self.audit.append(
-            actor=identity.node_id,
-            role="node",
-            action="connect",
-            resource="federation",
-            departments=[record.department],
-            detail={"datasets": sorted(session.datasets)},
-            outcome="ok",
-        )
-        try:
-            await context.write(
-                pb.CoordinatorMessage(
-                    welcome=pb.Welcome(
-                        protocol_version=PROTOCOL_VERSION,
-                        node_id=identity.node_id,
-                        department=record.department,
-                        heartbeat_interval_s=self.ws.settings.heartbeat_interval_s,
-                        chunk_size=self.ws.settings.chunk_size,
-                    )
+        # The welcome goes out before the hub (and so the round engine) can see the session:
+        # a task written meanwhile would reach the node first, and two writes at once on one
+        # call fail in gRPC (GRPC_CALL_ERROR_TOO_MANY_OPERATIONS).
+        await session.send(
+            pb.CoordinatorMessage(
+                welcome=pb.Welcome(
+                    protocol_version=PROTOCOL_VERSION,
+                    node_id=identity.node_id,
+                    department=record.department,
+                    heartbeat_interval_s=self.ws.settings.heartbeat_interval_s,
+                    chunk_size=self.ws.settings.chunk_size,
                 )
+            )
+        )
+        old = await self.hub.attach(session)
+        try:
+            if old is not None and old.task is not None:
+                old.close_reason = "replaced by a newer session of the same node"
+                old.task.cancel()
+            self.nodes.set_connected(identity.node_id, True)
+            self.audit.append(
+                actor=identity.node_id,
+                role="node",
+                action="connect",
+                resource="federation",
+                departments=[record.department],
+                detail={"datasets": sorted(session.datasets)},
+                outcome="ok",
             )
             await session.read_loop()
         finally:

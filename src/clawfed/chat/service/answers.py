@@ -1,0 +1,201 @@
+"""Answering chat commands and questions from the store: text now, or a chart to draw later."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from clawfed.chat.nlu import (
+    Command,
+    CommandName,
+    CommandParseError,
+    Intent,
+    IntentParser,
+    Lang,
+    Parsed,
+    detect_lang,
+    help_reply,
+    not_understood_reply,
+    understand,
+    usage,
+)
+from clawfed.chat.nlu.timerange import TimeRange
+from clawfed.chat.service.insights import Insights
+from clawfed.chat.service.replies import Answer, TextAnswer
+from clawfed.chat.service.store import ChatStore
+from clawfed.chat.service.views import (
+    audit_text,
+    jobs_text,
+    nodes_text,
+    status_text,
+    t,
+    versions_text,
+)
+from clawfed.chat.service.vocab import department_matches, pick_metric
+
+CHART_WORDS = ("图", "趋势", "曲线", "走势", "chart", "plot", "graph", "trend", "curve")
+"""Words that turn a metric question into a chart (every chart is answered asynchronously)."""
+AUDIT_LINES = 10
+
+
+class Answerer:
+    """Reads the store to answer what employees type to the WeCom application.
+
+    Parameters
+    ----------
+    store
+        Read side of the governance store.
+    zone
+        Time zone dates are read and shown in.
+    today
+        Today's date (for "上周" and the like); the current date in ``zone`` by default.
+    parser
+        The question parser (the shared default one when omitted).
+    """
+
+    def __init__(
+        self,
+        store: ChatStore,
+        zone: ZoneInfo,
+        *,
+        today: Callable[[], date] | None = None,
+        parser: IntentParser | None = None,
+    ) -> None:
+        self._store = store
+        self._zone = zone
+        self._today = today or (lambda: datetime.now(zone).date())
+        self._parser = parser
+        self.insights = Insights(store, zone)
+
+    def answer(self, text: str) -> Answer:
+        """Answer one message: a structured command or a free question."""
+        try:
+            understood = understand(text, today=self._today(), parser=self._parser)
+        except CommandParseError as exc:
+            return TextAnswer(str(exc))
+        if isinstance(understood, Command):
+            return self._command(understood)
+        return self._question(understood, detect_lang(text), text.lower())
+
+    # ---- commands -----------------------------------------------------------------------
+    def _command(self, c: Command) -> Answer:
+        lang = c.lang
+        if c.name is CommandName.STATUS:
+            return self.status(lang)
+        if c.name is CommandName.JOBS:
+            return TextAnswer(jobs_text(self._store.jobs(), lang))
+        if c.name is CommandName.VERSIONS:
+            return self.versions(c.job, lang)
+        if c.name is CommandName.AUDIT:
+            return self.audit(lang)
+        if c.name is CommandName.TRAIN:
+            return self.train(c.job, lang)
+        if c.name is CommandName.APPROVE:
+            return self.approve(c.job, c.purpose, lang)
+        if c.topic is not None:
+            return TextAnswer(usage(c.topic, lang))
+        return TextAnswer(help_reply(lang))
+
+    def status(self, lang: Lang) -> TextAnswer:
+        """Nodes and live jobs."""
+        return TextAnswer(status_text(self._store.nodes(), self._store.jobs(), self._zone, lang))
+
+    def versions(self, job_name: str | None, lang: Lang) -> TextAnswer:
+        """Model versions, of one job if named."""
+        if job_name is None:
+            versions = self._store.versions()
+        else:
+            job = self.insights.job(job_name)
+            if job is None:
+                return TextAnswer(self.insights.no_job(job_name, lang))
+            versions = self._store.versions(job.job_id)
+        metric = pick_metric({m for v in versions for m in v.metrics})
+        return TextAnswer(versions_text(versions, self._zone, lang, metric))
+
+    def audit(
+        self, lang: Lang, department: str | None = None, since: TimeRange | None = None
+    ) -> TextAnswer:
+        """The newest audit entries (of a lexicon department, since a date) and chain check."""
+        start = None if since is None else datetime.combine(since.start, datetime.min.time())
+        records = self._store.audit(
+            AUDIT_LINES if department is None else 500,
+            since=None if start is None else start.replace(tzinfo=self._zone),
+        )
+        if department is not None:
+            records = [
+                r for r in records if any(department_matches(d, department) for d in r.departments)
+            ][:AUDIT_LINES]
+        return TextAnswer(audit_text(records, self._store.verify_audit(), self._zone, lang))
+
+    def train(self, job_name: str | None, lang: Lang) -> TextAnswer:
+        """Starting training is an admin action: say so, and what was asked."""
+        job = job_name or "?"
+        return TextAnswer(
+            t(
+                lang,
+                "训练任务需通过协调器的管理接口提交（例如 clawfed job submit 任务文件.yaml），"
+                f"本版本不能在聊天中启动训练。\n收到的请求：训练任务「{job}」。",
+                "Jobs are started through the coordinator's admin API (e.g. clawfed job submit "
+                f"job.yaml); this version cannot start training from chat.\nRequested: train "
+                f"job '{job}'.",
+            )
+        )
+
+    def approve(self, job_name: str | None, purpose: str | None, lang: Lang) -> TextAnswer:
+        """Approvals are not enabled yet: say so plainly, and what was asked."""
+        job = job_name or "?"
+        why = purpose or t(lang, "（未写明）", "(not given)")
+        return TextAnswer(
+            t(
+                lang,
+                "本版本未启用审批流程（approval workflow not enabled in this version），"
+                "聊天中的批准不会生效。\n"
+                f"收到的请求：批准本部门数据用于任务「{job}」，用途：{why}。"
+                "请联系数据管理员。",
+                "Approval workflow not enabled in this version: an approval in chat has no "
+                f"effect.\nRequested: approve your department's data for job '{job}', "
+                f"purpose: {why}. Please contact the data admin.",
+            )
+        )
+
+    # ---- questions ----------------------------------------------------------------------
+    def _question(self, p: Parsed, lang: Lang, lowered: str) -> Answer:
+        s = p.slots
+        if p.intent is Intent.TRAINING_PROGRESS:
+            return self.insights.progress(s.job, lang)
+        if p.intent is Intent.METRIC_QUERY:
+            chart = any(w in lowered for w in CHART_WORDS)
+            return self.insights.metric(
+                s.job, s.metric, s.departments, s.time_range, lang, chart=chart
+            )
+        if p.intent is Intent.CONTRIBUTION_RANKING:
+            return self.insights.ranking(s.time_range, lang)
+        if p.intent is Intent.COMPARE:
+            if s.regions:
+                return self.insights.regions(s.regions, s.metric, s.time_range, lang)
+            return self.insights.compare(s.job, s.metric, s.departments, s.time_range, lang)
+        if p.intent is Intent.NODE_STATUS:
+            nodes = self._store.nodes()
+            if s.departments:
+                nodes = [
+                    n
+                    for n in nodes
+                    if any(department_matches(n.department, d) for d in s.departments)
+                ]
+                if not nodes:
+                    return TextAnswer(t(lang, "没有该部门的节点。", "That department has no node."))
+            return TextAnswer("\n".join(nodes_text(nodes, self._zone, lang)))
+        if p.intent is Intent.LIST_VERSIONS:
+            return self.versions(s.job, lang)
+        if p.intent is Intent.LIST_JOBS:
+            return TextAnswer(jobs_text(self._store.jobs(), lang))
+        if p.intent is Intent.AUDIT_QUERY:
+            return self.audit(lang, s.department, s.time_range)
+        if p.intent is Intent.START_TRAINING:
+            return self.train(s.job, lang)
+        if p.intent is Intent.APPROVAL:
+            return self.approve(s.job, None, lang)
+        if p.intent is Intent.HELP:
+            return TextAnswer(help_reply(lang))
+        return TextAnswer(not_understood_reply(lang))
