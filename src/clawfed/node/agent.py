@@ -98,6 +98,7 @@ class NodeAgent:
         self._rng = random.Random()
         self._wlock = asyncio.Lock()
         self._cancelled: set[str] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}  # tasks of the current session
         self.heartbeat_interval_s = 5.0
         self.connected = asyncio.Event()
 
@@ -185,9 +186,14 @@ class NodeAgent:
                 else:
                     await self._say_goodbye()
             finally:
-                for t in (beats, reader, stopper):
+                # Tasks of this session die with it: the coordinator forgets them, and a
+                # result sent on the next session would be a wasted upload it throws away.
+                # (A fit already running in its thread finishes there, unheard.)
+                running = list(self._running.values())
+                self._running.clear()
+                for t in (beats, reader, stopper, *running):
                     t.cancel()
-                await asyncio.gather(beats, reader, stopper, return_exceptions=True)
+                await asyncio.gather(beats, reader, stopper, *running, return_exceptions=True)
                 self._call.cancel()
         return welcomed
 
@@ -227,7 +233,7 @@ class NodeAgent:
         silence_limit = self.heartbeat_interval_s * 4
         task: pb.Task | None = None
         reassembler: Reassembler | None = None
-        running: dict[str, asyncio.Task[None]] = {}
+        running = self._running
         while True:
             try:
                 message = await asyncio.wait_for(self._call.read(), silence_limit)

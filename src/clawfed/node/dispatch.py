@@ -1,24 +1,21 @@
-"""Pick the runner a task needs from its ``model`` setting; parse ``--data`` arguments."""
+"""Pick the runner a task needs from its model (``noop`` or a learning model); parse ``--data``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from clawfed.aggregation import ConfigValue
 from clawfed.core import ConfigError, Weights
+from clawfed.node.learning_runner import LearningRunner, LocalData
 from clawfed.node.runner import EvalAnswer, FitAnswer, NoopRunner, TaskRunner
+from clawfed.node.task_setup import MODEL_CUSTOM, MODEL_NAME, MODEL_SETTINGS
 
+__all__ = ["DispatchRunner", "LocalData", "parse_data_args"]
 
-@dataclass(frozen=True)
-class LocalData:
-    """A dataset the node offers: name, file, and optional harmonization file."""
-
-    name: str
-    path: Path
-    mapping: Path | None = None
+#: The framework-only model, run by ``NoopRunner``.
+NOOP = "noop"
 
 
 def _pairs(items: Sequence[str], flag: str) -> dict[str, Path]:
@@ -34,7 +31,10 @@ def _pairs(items: Sequence[str], flag: str) -> dict[str, Path]:
 
 
 def parse_data_args(data: Sequence[str], mapping: Sequence[str]) -> dict[str, LocalData]:
-    """Turn ``--data fraud=tx.csv --mapping fraud=map.yaml`` into ``LocalData`` records."""
+    """Turn ``--data fraud=tx.csv --mapping fraud=map.yaml`` into ``LocalData`` records.
+
+    ``PATH`` of ``--data`` is a CSV or Parquet file, or a dataset spec (YAML) naming its source.
+    """
     files = _pairs(data, "--data")
     maps = _pairs(mapping, "--mapping")
     unknown = sorted(set(maps) - set(files))
@@ -46,28 +46,88 @@ def parse_data_args(data: Sequence[str], mapping: Sequence[str]) -> dict[str, Lo
     return {n: LocalData(n, p, maps.get(n)) for n, p in files.items()}
 
 
-class DispatchRunner:
-    """Routes each task to the runner for its model (``noop`` needs no data)."""
+def _noop_config(config: Mapping[str, ConfigValue]) -> dict[str, ConfigValue]:
+    """The config ``NoopRunner`` reads: each scalar model setting as ``model.<name>``."""
+    text = config.get(MODEL_SETTINGS, "{}")
+    try:
+        settings = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"task config {MODEL_SETTINGS!r} is not valid JSON: {exc}") from exc
+    if not isinstance(settings, dict):
+        raise ConfigError(f"task config {MODEL_SETTINGS!r} must hold a JSON object, got {text!r}")
+    out = dict(config)
+    for key, value in settings.items():
+        if not isinstance(value, str | int | float | bool):
+            raise ConfigError(f"noop model: setting {key!r} must be a scalar, got {value!r}")
+        out[f"model.{key}"] = value
+    return out
 
-    def __init__(self, datasets: Mapping[str, LocalData]) -> None:
-        self._datasets = dict(datasets)
+
+class DispatchRunner:
+    """Routes each task to ``NoopRunner`` (model ``noop``) or ``LearningRunner`` (every other).
+
+    Parameters
+    ----------
+    datasets
+        What the node offers, by the name jobs use.
+    num_threads
+        torch threads for training (see ``LearningRunner``).
+    allowed_modules
+        Packages a job's ``custom`` model may be imported from; none by default.
+    """
+
+    def __init__(
+        self,
+        datasets: Mapping[str, LocalData],
+        *,
+        num_threads: int | None = 1,
+        allowed_modules: Sequence[str] = (),
+    ) -> None:
         self._noop = NoopRunner()
+        self._learning = LearningRunner(
+            datasets, num_threads=num_threads, allowed_modules=allowed_modules
+        )
 
     def describe(self) -> list[tuple[str, str]]:
-        """(name, metadata JSON) of each offered dataset, for the coordinator."""
-        return [(n, json.dumps({"file": d.path.name})) for n, d in self._datasets.items()]
+        """(name, metadata JSON) of each offered dataset, for the coordinator's Hello.
 
-    def _runner(self, config: Mapping[str, ConfigValue]) -> TaskRunner:
-        model = config.get("model")
-        if model == "noop":
-            return self._noop
-        raise ConfigError(f"this node cannot run model {model!r}")
+        A dataset offered as a dataset spec is profiled (schema, rows, missing rates, label
+        balance, quality); a bare CSV or Parquet file gets its name, format, size and rows.
+        """
+        return self._learning.describe()
+
+    def _is_noop(self, config: Mapping[str, ConfigValue]) -> bool:
+        name = config.get(MODEL_NAME)
+        if name is None and MODEL_CUSTOM not in config:
+            raise ConfigError(
+                f"task config names no model: it needs {MODEL_NAME!r} or {MODEL_CUSTOM!r}"
+            )
+        return name == NOOP
+
+    def _runner(
+        self, config: Mapping[str, ConfigValue]
+    ) -> tuple[TaskRunner, dict[str, ConfigValue]]:
+        if self._is_noop(config):
+            return self._noop, _noop_config(config)
+        return self._learning, dict(config)
 
     def init(self, config: Mapping[str, ConfigValue]) -> Weights:
-        return self._runner(config).init(config)
+        """The job model's initial weights."""
+        runner, cfg = self._runner(config)
+        return runner.init(cfg)
+
+    def stats(self, config: Mapping[str, ConfigValue]) -> Weights:
+        """Feature moments ``count``, ``sum``, ``m2`` of the job's training rows (no rows)."""
+        if self._is_noop(config):
+            raise ConfigError("model noop has no data: a STATS task needs a learning model")
+        return self._learning.stats(config)
 
     def fit(self, config: Mapping[str, ConfigValue], weights: Weights) -> FitAnswer:
-        return self._runner(config).fit(config, weights)
+        """Train locally from ``weights``; the answer carries the delta."""
+        runner, cfg = self._runner(config)
+        return runner.fit(cfg, weights)
 
     def evaluate(self, config: Mapping[str, ConfigValue], weights: Weights) -> EvalAnswer:
-        return self._runner(config).evaluate(config, weights)
+        """Evaluate ``weights`` on the local holdout."""
+        runner, cfg = self._runner(config)
+        return runner.evaluate(cfg, weights)
