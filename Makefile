@@ -6,14 +6,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench bench-quick proto clean
+.PHONY: demo test lint format bench bench-quick proto clean system-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+system-deps:
+	@scripts/system-deps.sh
+
+demo: $(STAMP) system-deps
 	$(BIN)/clawfed demo
 
 lint: $(STAMP)
@@ -21,8 +24,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/pytest -q
+# The store and audit tests also run against a throwaway PostgreSQL server on 127.0.0.1,
+# which scripts/postgres.sh installs (Debian package) and starts, then stops afterwards.
+test: lint system-deps
+	scripts/postgres.sh run -- $(BIN)/pytest -q
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

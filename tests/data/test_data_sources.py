@@ -177,7 +177,7 @@ def test_sql_url_errors_hide_the_password() -> None:
     assert "nonsense" in str(bad_url.value)
     with pytest.raises(DataError, match="driver is not installed") as no_driver:
         read_source(
-            SqlSource(url="postgresql://alice:s3cret@127.0.0.1:1/db", query="SELECT 1"), "d"
+            SqlSource(url="mysql+mysqldb://alice:s3cret@127.0.0.1:1/db", query="SELECT 1"), "d"
         )
     assert "s3cret" not in str(no_driver.value)
     assert "alice:***@127.0.0.1" in str(no_driver.value)

@@ -54,10 +54,22 @@ def canonical_json(value: object, what: str) -> str:
     """Serialize ``value`` as canonical JSON: sorted keys, no spaces, UTF-8, no NaN."""
     try:
         return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            value,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=_mapping_as_dict,
         )
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{what} must be JSON-serializable without NaN/Inf: {exc}") from exc
+
+
+def _mapping_as_dict(value: object) -> dict[Any, Any]:
+    """Let ``json.dumps`` write read-only mappings (``MappingProxyType``) like dicts."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def plain_json(value: object, what: str) -> Any:

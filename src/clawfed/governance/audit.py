@@ -119,7 +119,9 @@ class AuditLog:
     ) -> AuditRecord:
         at = utc(self._clock(), "clock time")
         with self._db.session() as s:
-            head = s.get(AuditHeadRow, HEAD_ID)
+            # Lock the head row so writers in other processes queue here instead of losing the
+            # insert race again and again (PostgreSQL); SQLite already serializes writers.
+            head = s.get(AuditHeadRow, HEAD_ID, with_for_update=True)
             prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
             seq = prev_seq + 1
             digest = chain_hash(

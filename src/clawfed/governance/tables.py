@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clawfed.governance.db import Base
+from clawfed.governance.outbox_tables import ChatOutboxRow as ChatOutboxRow
+from clawfed.governance.rbac_tables import UserRow as UserRow  # registers all RBAC tables
 
 #: Decimal digits of the largest X.509 serial (20 octets, RFC 5280 section 4.1.2.2).
 SERIAL_DIGITS = 49
