@@ -34,6 +34,7 @@ def test_known_strategies() -> None:
         "median",
         "multi_krum",
         "norm_bounding",
+        "quality_weighted",
         "trimmed_mean",
     )
 

@@ -231,3 +231,12 @@ def test_a_job_with_no_answering_node_fails_after_the_stall_timeout() -> None:
     assert ledger.failed and "no update accepted" in ledger.failed[0][1]
     assert ("mute", "straggler") in {(d.node_id, d.reason) for d in ledger.failed[0][0].dropped}
     assert gw.cancelled
+
+
+def test_fedbuff_settings_from_a_job_file_with_specific_errors() -> None:
+    s = FedBuffSettings.from_job({"buffer_size": 4, "weighting": "samples", "server_lr": 1})
+    assert (s.buffer_size, s.weighting, s.server_lr) == (4, BufferWeighting.SAMPLES, 1.0)
+    with pytest.raises(ConfigError, match="buffer_size: input should be greater than or equal"):
+        FedBuffSettings.from_job({"buffer_size": 0})
+    with pytest.raises(ConfigError, match="staleness: unknown setting"):
+        FedBuffSettings.from_job({"staleness": 2})

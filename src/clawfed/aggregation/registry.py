@@ -18,6 +18,7 @@ from clawfed.aggregation.fedyogi import FedYogiSettings
 from clawfed.aggregation.krum import KrumSettings, MultiKrumSettings
 from clawfed.aggregation.median import MedianSettings
 from clawfed.aggregation.norm_bounding import NormBoundingSettings
+from clawfed.aggregation.quality_weighted import QualityWeightedSettings
 from clawfed.aggregation.settings import StrategySettings
 from clawfed.aggregation.trimmed_mean import TrimmedMeanSettings
 from clawfed.core import ConfigError
@@ -42,6 +43,7 @@ _SETTINGS: dict[str, type[StrategySettings]] = {
     "krum": KrumSettings,
     "multi_krum": MultiKrumSettings,
     "norm_bounding": NormBoundingSettings,
+    "quality_weighted": QualityWeightedSettings,
 }
 
 
