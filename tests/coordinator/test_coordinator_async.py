@@ -51,7 +51,10 @@ class _Ledger:
         self.rounds.append((report, weights, strategy_state))
         return f"job@v{self.done + len(self.rounds)}"
 
-    def record_failed_attempt(self, report: RoundReport, reason: str) -> None:
+    def record_failed_attempt(
+        self, report: RoundReport, reason: str, *, final: bool = False
+    ) -> None:
+        del final
         self.failed.append((report, reason))
 
 

@@ -46,7 +46,10 @@ class MemoryLedger:
     def save_prep(self, job_id: str, prep: Mapping[str, Any]) -> None:
         del job_id, prep
 
-    def record_failed_attempt(self, report: RoundReport, reason: str) -> None:
+    def record_failed_attempt(
+        self, report: RoundReport, reason: str, *, final: bool = False
+    ) -> None:
+        del final
         self.failed.append((report, reason))
 
 

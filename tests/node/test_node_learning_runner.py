@@ -26,7 +26,7 @@ from clawfed.node.learning_runner import (
 from clawfed.node.runner import TaskRunner
 
 DEPTS = ("credit", "compliance", "audit")
-METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
+METRICS = {"recall_at_1pct_fpr", "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
 
 
 def local(folder: Path, dept: str) -> LocalData:

@@ -117,8 +117,10 @@ class JobLedger(Protocol):
         """
         ...
 
-    def record_failed_attempt(self, report: RoundReport, reason: str) -> None:
-        """Record an attempt that did not reach min_nodes (the round will be retried)."""
+    def record_failed_attempt(
+        self, report: RoundReport, reason: str, *, final: bool = False
+    ) -> None:
+        """Record an attempt that did not reach min_nodes; ``final`` when no retry follows."""
         ...
 
 
@@ -304,6 +306,9 @@ class RoundEngine:
             combined[f"diag.{node_id}.cosine"] = cos
         return _with_metrics(report, parts, combined)
 
+    def _final(self, attempt: int) -> bool:
+        return attempt >= self._spec.max_retries + 1
+
     async def _attempt(
         self, round_no: int, attempt: int, weights: Weights
     ) -> tuple[Weights, str] | str:
@@ -319,6 +324,7 @@ class RoundEngine:
                     self._job_id, round_no, attempt, started, datetime.now(UTC), (), (), (), 0, 0
                 ),
                 reason,
+                final=self._final(attempt),
             )
             return reason
         instructions = self._strategy.configure(round_no, nodes)
@@ -347,9 +353,15 @@ class RoundEngine:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            done, _ = await asyncio.wait(
-                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
+            try:
+                done, _ = await asyncio.wait(
+                    pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            except asyncio.CancelledError:  # job cancelled or coordinator stopping
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                raise
             for task in done:
                 node_id = pending.pop(task)
                 try:
@@ -430,12 +442,12 @@ class RoundEngine:
                 f"only {aggregator.count()} usable update(s), min_nodes={spec.min_nodes}"
                 f" ({len(dropped)} dropped, {len(rejected)} rejected)"
             )
-            self._ledger.record_failed_attempt(report, reason)
+            self._ledger.record_failed_attempt(report, reason, final=self._final(attempt))
             return reason
         try:
             new_weights = aggregator.result()
         except TooFewUpdates as exc:
-            self._ledger.record_failed_attempt(report, str(exc))
+            self._ledger.record_failed_attempt(report, str(exc), final=self._final(attempt))
             return str(exc)
         new_weights.check_finite()
         report = await self._finish_report(report, new_weights, diagnostics)

@@ -141,13 +141,15 @@ class SqlLedger:
         )
         return done.version.version_id
 
-    def record_failed_attempt(self, report: RoundReport, reason: str) -> None:
+    def record_failed_attempt(
+        self, report: RoundReport, reason: str, *, final: bool = False
+    ) -> None:
         self._jobs.start_round(report.job_id, report.round_no, started_at=report.started_at)
         self._jobs.fail_round(
             report.job_id,
             report.round_no,
             message=reason,
-            retry=True,
+            retry=not final,
             finished_at=report.finished_at,
             dropped=[DroppedNode(d.node_id, f"{d.reason}: {d.detail}") for d in report.dropped],
             rejected=[RejectedNode(r.node_id, r.reason, r.detail) for r in report.rejected],

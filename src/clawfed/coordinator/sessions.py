@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -33,9 +34,10 @@ from clawfed.core import (
 from clawfed.core.errors import WireError
 from clawfed.wire import values as wire_values
 from clawfed.wire._proto import federation_pb2 as pb
-from clawfed.wire.chunkwire import ChunkView, chunk_message, parse_node_message
+from clawfed.wire.broadcast import EncodedModel
+from clawfed.wire.chunkwire import ChunkView, parse_node_message
 from clawfed.wire.eof import STREAM_END
-from clawfed.wire.payload import ChunkLike, Reassembler, encode
+from clawfed.wire.payload import ChunkLike, Reassembler
 
 log = logging.getLogger("clawfed.coordinator.sessions")
 
@@ -47,38 +49,11 @@ _KIND_TO_PB = {
 }
 
 
-def serialize_coordinator_message(message: pb.CoordinatorMessage | bytes) -> bytes:
-    """The Session stream's response serializer: prepared chunk messages pass through."""
-    if isinstance(message, bytes):
-        return message
-    return message.SerializeToString()
-
-
 #: The Session stream's request deserializer: chunks come back as zero-copy ``ChunkView``s.
 deserialize_node_message = parse_node_message
 
 
 SessionContext = aio.ServicerContext[pb.NodeMessage | ChunkView, pb.CoordinatorMessage | bytes]
-
-
-class EncodedModel:
-    """Global weights encoded once per round: the chunk messages are laid out once."""
-
-    def __init__(self, weights: Weights, chunk_size: int) -> None:
-        payload = encode(weights, uuid.uuid4().hex, chunk_size)
-        self._weights = weights
-        self.header = payload.header
-        self.messages: tuple[bytes, ...] = tuple(
-            chunk_message(payload.payload_id, offset, pieces) for offset, pieces in payload.spans()
-        )
-
-    @property
-    def weights(self) -> Weights:
-        return self._weights
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.header.total_bytes)
 
 
 @dataclass
@@ -147,11 +122,14 @@ class NodeSession:
         wire_values.fill_values(task.config, request.config)
         if model is not None:
             task.weights.CopyFrom(model.header)
+        # Taken before the first await: the sends of one round, started together, all hold
+        # the lease before any of them ends, so the messages are laid out once.
+        lease = model.lease() if model is not None else contextlib.nullcontext(())
         try:
-            async with self._wlock:
-                await self._ctx.write(pb.CoordinatorMessage(task=task))
-                if model is not None:
-                    for raw in model.messages:
+            with lease as messages:
+                async with self._wlock:
+                    await self._ctx.write(pb.CoordinatorMessage(task=task))
+                    for raw in messages:
                         await self._ctx.write(raw)
             return await pending.future
         except (aio.AioRpcError, asyncio.InvalidStateError, RuntimeError) as exc:

@@ -13,6 +13,8 @@ from clawfed.core import DataError, Metrics
 
 #: Probabilities are clipped to [eps, 1 - eps] before the logarithm of the log-loss.
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
+#: The false-positive-rate budget of the ``recall_at_1pct_fpr`` entry of ``binary_metrics``.
+RECALL_MAX_FPR = 0.01
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,61 @@ def _auc(p: npt.NDArray[np.float64], y: npt.NDArray[np.int64], n_pos: int, n_neg
     return u / (n_pos * n_neg)
 
 
+def recall_at_fpr(
+    probabilities: npt.ArrayLike, labels: npt.ArrayLike, max_fpr: float = RECALL_MAX_FPR
+) -> float | None:
+    """Highest recall of a threshold whose false-positive rate is at most ``max_fpr``.
+
+    A threshold ``t`` predicts positive every example with probability >= ``t``, so tied
+    scores are admitted or refused together: a run of ties that would push the false-positive
+    rate over ``max_fpr`` is left out whole. The threshold above every score (nothing
+    predicted positive) is always allowed, so the answer is 0.0 when no other one is.
+
+    Returns
+    -------
+    float or None
+        The recall in [0, 1], or ``None`` when the labels hold a single class.
+
+    Raises
+    ------
+    DataError
+        When the inputs are empty, misshapen, out of range or not 0/1 labels, or when
+        ``max_fpr`` is not a number in [0, 1].
+    """
+    p, y = _check_inputs(probabilities, labels)
+    budget = _check_fpr(max_fpr)
+    n_pos = int(y.sum())
+    n_neg = int(y.shape[0]) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    return _recall_at_fpr(p, y, n_pos, n_neg, budget)
+
+
+def _check_fpr(max_fpr: float) -> float:
+    if isinstance(max_fpr, bool) or not isinstance(max_fpr, int | float | np.floating):
+        raise DataError(f"max_fpr must be a number in [0, 1], got {max_fpr!r}")
+    budget = float(max_fpr)
+    if not 0.0 <= budget <= 1.0:  # also refuses NaN
+        raise DataError(f"max_fpr must be in [0, 1], got {max_fpr!r}")
+    return budget
+
+
+def _recall_at_fpr(
+    p: npt.NDArray[np.float64], y: npt.NDArray[np.int64], n_pos: int, n_neg: int, max_fpr: float
+) -> float:
+    order = np.argsort(-p, kind="mergesort")
+    sorted_p = p[order]
+    cum_pos = np.cumsum(y[order])
+    cum_neg = np.arange(1, p.shape[0] + 1) - cum_pos
+    # a threshold can only sit at the last example of a run of tied scores
+    last_of_run = np.r_[sorted_p[1:] != sorted_p[:-1], True]
+    allowed = last_of_run & (cum_neg / n_neg <= max_fpr)
+    if not bool(allowed.any()):
+        return 0.0
+    # counts grow as the threshold falls, so the lowest allowed threshold recalls the most
+    return float(cum_pos[np.flatnonzero(allowed)[-1]]) / n_pos
+
+
 def log_loss(probabilities: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """Mean binary cross-entropy of ``labels`` under ``probabilities`` (natural log)."""
     p, y = _check_inputs(probabilities, labels)
@@ -87,12 +144,14 @@ def _log_loss(p: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> float:
 def binary_metrics(
     probabilities: npt.ArrayLike, labels: npt.ArrayLike, threshold: float = 0.5
 ) -> MetricReport:
-    """Accuracy, precision, recall, F1, ROC-AUC and log-loss of binary predictions.
+    """Accuracy, precision, recall, F1, ROC-AUC, recall at 1 % FPR and log-loss.
 
     A row is predicted positive when its probability is >= ``threshold``. A metric whose
-    denominator is zero on this data (ROC-AUC with one class only, precision with no
-    predicted positive, recall with no actual positive) is left out and explained in
-    ``notes`` rather than returned as NaN.
+    denominator is zero on this data (ROC-AUC and ``recall_at_1pct_fpr`` with one class
+    only, precision with no predicted positive, recall with no actual positive) is left out
+    and explained in ``notes`` rather than returned as NaN. ``recall_at_1pct_fpr`` is
+    ``recall_at_fpr`` with ``max_fpr`` = ``RECALL_MAX_FPR``: its own threshold, not
+    ``threshold``.
 
     Raises
     ------
@@ -126,12 +185,14 @@ def binary_metrics(
         notes.append("f1 omitted: no positive label and no positive prediction")
     if n_pos and n_neg:
         values["roc_auc"] = _auc(p, y, n_pos, n_neg)
+        values["recall_at_1pct_fpr"] = _recall_at_fpr(p, y, n_pos, n_neg, RECALL_MAX_FPR)
     else:
         only = 1 if n_pos else 0
-        notes.append(
-            f"roc_auc omitted: undefined when the labels hold one class only "
-            f"(all {n} examples are class {only})"
-        )
+        for name in ("roc_auc", "recall_at_1pct_fpr"):
+            notes.append(
+                f"{name} omitted: undefined when the labels hold one class only "
+                f"(all {n} examples are class {only})"
+            )
     values["log_loss"] = _log_loss(p, y)
     return MetricReport(MappingProxyType(values), tuple(notes))
 

@@ -1,0 +1,166 @@
+"""Node sessions over the real wire: hand-parsed chunks in, bytes protobuf cannot decode out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc import aio
+
+from clawfed import PROTOCOL_VERSION
+from clawfed.coordinator.gateway import TaskKind, TaskRequest
+from clawfed.coordinator.server import Coordinator
+from clawfed.coordinator.sessions import NodeSession
+from clawfed.coordinator.workspace import Workspace, enroll_node, init_workspace
+from clawfed.core import Weights
+from clawfed.security.kit import Kit
+from clawfed.wire import Reassembler, encode
+from clawfed.wire._proto import federation_pb2 as pb
+from clawfed.wire.broadcast import EncodedModel
+from clawfed.wire.chunkwire import (
+    ChunkView,
+    chunk_message,
+    parse_coordinator_message,
+    serialize_message,
+)
+from clawfed.wire.eof import STREAM_END
+
+WAIT_S = 20.0
+SESSION = "/clawfed.v1.Federation/Session"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def federation(tmp_path: Path) -> tuple[Workspace, Kit]:
+    ws = init_workspace(tmp_path / "ws", port=free_port())
+    return ws, enroll_node(ws, "credit", "信贷部", tmp_path / "credit.kit")
+
+
+class RawNode:
+    """A node speaking the Session stream byte by byte (no ``NodeAgent``)."""
+
+    def __init__(self, channel: aio.Channel) -> None:
+        method = channel.stream_stream(
+            SESSION,
+            request_serializer=serialize_message,
+            response_deserializer=parse_coordinator_message,
+        )
+        self.call = method(None)
+
+    async def hello(self) -> None:
+        await self.call.write(pb.NodeMessage(hello=pb.Hello(protocol_version=PROTOCOL_VERSION)))
+        welcome = await self.read()
+        assert isinstance(welcome, pb.CoordinatorMessage)
+        assert welcome.WhichOneof("body") == "welcome"
+
+    async def read(self) -> object:
+        while True:
+            message = await asyncio.wait_for(self.call.read(), WAIT_S)
+            if isinstance(message, pb.CoordinatorMessage) and message.HasField("heartbeat"):
+                continue
+            return message
+
+
+async def _session_of(coordinator: Coordinator, node_id: str) -> NodeSession:
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while (session := coordinator.hub.get(node_id)) is None:
+        assert asyncio.get_running_loop().time() < deadline, "the node never got a session"
+        await asyncio.sleep(0.02)
+    return session
+
+
+@contextlib.asynccontextmanager
+async def connected(fed: tuple[Workspace, Kit]) -> AsyncIterator[tuple[Coordinator, RawNode]]:
+    """A running coordinator and one raw node that said hello to it."""
+    ws, kit = fed
+    coordinator = Coordinator(ws)
+    await coordinator.start()
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=kit.ca_cert.encode(),
+        private_key=kit.key.encode(),
+        certificate_chain=kit.cert.encode(),
+    )
+    try:
+        async with aio.secure_channel(kit.coordinator, creds) as channel:
+            node = RawNode(channel)
+            await node.hello()
+            try:
+                yield coordinator, node
+            finally:
+                node.call.cancel()
+    finally:
+        await coordinator.stop()
+
+
+def test_an_update_sent_as_hand_built_chunks_is_delivered(
+    federation: tuple[Workspace, Kit],
+) -> None:
+    global_w = Weights({"w": np.arange(3000, dtype=np.float32)})
+    delta = Weights({"w": np.linspace(-1, 1, 3000, dtype=np.float32)})
+
+    async def scenario() -> tuple[Weights, Weights, int]:
+        async with connected(federation) as (coordinator, node):
+            session = await _session_of(coordinator, "credit")
+            model = EncodedModel(global_w, 1024)
+            request = TaskRequest(
+                task_id="t1",
+                job_id="j",
+                round_no=1,
+                kind=TaskKind.FIT,
+                deadline_unix=0.0,
+                config={},
+                expected=global_w.spec(),
+            )
+            outcome_task = asyncio.create_task(session.run_task(request, model))
+            task = await node.read()
+            assert isinstance(task, pb.CoordinatorMessage) and task.HasField("task")
+            received = Reassembler(task.task.weights, max_total_bytes=1 << 20)
+            while not received.done:
+                chunk = await node.read()
+                assert isinstance(chunk, ChunkView)
+                received.add(chunk)
+            assert not model.leased  # every send is done: the messages are gone
+            payload = encode(delta, "up-1", chunk_size=1024)
+            success = pb.TaskSuccess(num_samples=7)
+            success.update.CopyFrom(payload.header)
+            await node.call.write(
+                pb.NodeMessage(result=pb.TaskResult(task_id="t1", success=success))
+            )
+            for offset, pieces in payload.spans():
+                await node.call.write(chunk_message("up-1", offset, pieces))
+            outcome = await asyncio.wait_for(outcome_task, WAIT_S)
+            assert outcome.weights is not None
+            return received.finish(), outcome.weights, outcome.num_samples
+
+    down, up, samples = asyncio.run(scenario())
+    np.testing.assert_array_equal(down["w"], global_w["w"])
+    np.testing.assert_array_equal(up["w"], delta["w"])
+    assert samples == 7
+
+
+def test_bytes_protobuf_cannot_decode_end_the_session_with_the_reason(
+    federation: tuple[Workspace, Kit],
+) -> None:
+    async def scenario() -> tuple[object, str, bool]:
+        async with connected(federation) as (coordinator, node):
+            session = await _session_of(coordinator, "credit")
+            await node.call.write(b"\x22\x05\x1a\x10abc")  # a chunk whose data runs past the end
+            end = await node.read()
+            await asyncio.wait_for(session.closed.wait(), WAIT_S)
+            return end, session.close_reason, coordinator.hub.get("credit") is None
+
+    end, reason, gone = asyncio.run(scenario())
+    assert end is STREAM_END
+    assert reason.startswith("the peer sent a NodeMessage that protobuf cannot decode (7 bytes)")
+    assert gone
