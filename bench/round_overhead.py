@@ -5,8 +5,11 @@ TLS on 127.0.0.1, runs a 10-round job whose model is ``params`` float32 zeros, a
 
 - round times from the coordinator's store (first to last byte of each round);
 - ``coordinator_peak_rss_mb`` from the coordinator's /proc/PID/status (VmHWM);
-- bytes on the wire from every node process's /proc/PID/io (their only traffic is the TLS
-  stream to the coordinator), per round, against the ideal 2 × N × model bytes;
+- bytes on the wire per round, against the ideal 2 × N × model bytes: the kernel's TCP
+  counters (``ss -ti``: bytes acked + bytes received) of the nodes' TLS connections to the
+  coordinator, read once every node is connected and again after the job (TLS record and
+  HTTP/2 framing included); without ``ss``, the node processes' /proc/PID/io read and write
+  totals stand in (these also count file reads, e.g. lazy imports);
 - ``floor_s``, measured in the same run: N × (serialize + send the bytes over a loopback TCP
   socket and back + deserialize) for one model.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -31,8 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from clawfed.coordinator.config import save_settings, settings_from_mapping
 from clawfed.coordinator.workspace import enroll_node, init_workspace, open_workspace
 from clawfed.governance.jobs import JobStore
+from clawfed.governance.nodes import NodeRegistry
 
 FULL = [(10_000, 2), (10_000, 5), (10_000, 10), (10_000_000, 2), (10_000_000, 5), (10_000_000, 10)]
 QUICK = [(10_000, 5), (10_000_000, 5)]
@@ -104,6 +110,33 @@ def io_bytes(pid: int) -> int:
     return int(vals["rchar"]) + int(vals["wchar"])
 
 
+def tcp_bytes(port: int) -> tuple[int, int] | None:
+    """(connections, bytes sent and acked + received) of client sockets dialing ``port``."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return None
+    out = subprocess.run(
+        [ss, "-tinH", "state", "established", "dport", "=", f":{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    conns = total = 0
+    for line in out.splitlines():
+        if not line.startswith((" ", "\t")):
+            conns += 1
+        for field in line.split():
+            name, _, value = field.partition(":")
+            if name in ("bytes_acked", "bytes_received") and value.isdigit():
+                total += int(value)
+    return conns, total
+
+
+def wire_snapshot(port: int, pids: list[int]) -> int:
+    counted = tcp_bytes(port)
+    return counted[1] if counted is not None else sum(io_bytes(p) for p in pids)
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -111,9 +144,43 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_case(params: int, nodes: int, rounds: int, root: Path) -> Result:
+def log_tails(logs: Path, lines: int = 15) -> str:
+    """The last lines of every process log, for an error message."""
+    parts = []
+    for f in sorted(logs.glob("*.log")):
+        tail = f.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {f.name}\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
+def wait_connected(
+    ws_root: Path, nodes: int, node_procs: list[subprocess.Popen[bytes]], logs: Path
+) -> None:
+    """Wait until the store says every node holds a session (imports can take seconds)."""
+    db = open_workspace(ws_root).database()
+    try:
+        registry = NodeRegistry(db)
+        deadline = time.time() + 120
+        while sum(r.connected for r in registry.list()) < nodes:
+            if time.time() > deadline or any(p.poll() is not None for p in node_procs):
+                raise RuntimeError(f"nodes did not connect\n{log_tails(logs)}")
+            time.sleep(0.2)
+    finally:
+        db.close()
+
+
+def run_case(
+    params: int, nodes: int, rounds: int, root: Path, chunk_size: int | None = None
+) -> Result:
     ws = init_workspace(root / "ws", port=free_port())
-    kits = [enroll_node(ws, f"node{i}", f"dept{i}", root / f"node{i}.kit") for i in range(nodes)]
+    if chunk_size is not None:
+        data = ws.settings.model_dump(mode="json")
+        data["chunk_size"] = chunk_size
+        save_settings(ws.root, settings_from_mapping(data, source="--chunk-size"))
+        ws = open_workspace(ws.root)
+    kits = [root / f"node{i}.kit" for i in range(nodes)]
+    for i, kit in enumerate(kits):
+        enroll_node(ws, f"node{i}", f"dept{i}", kit)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     py = [sys.executable, "-m", "clawfed"]
     logs = (root / "logs").resolve()
@@ -127,7 +194,7 @@ def run_case(params: int, nodes: int, rounds: int, root: Path) -> Result:
     )
     procs.append(coord)
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 180
         while True:
             try:
                 socket.create_connection(("127.0.0.1", ws.settings.port), timeout=1).close()
@@ -146,12 +213,13 @@ def run_case(params: int, nodes: int, rounds: int, root: Path) -> Result:
             for i, k in enumerate(kits)
         ]
         procs.extend(node_procs)
-        time.sleep(1.0)
-        before = sum(io_bytes(p.pid) for p in node_procs)
+        wait_connected(ws.root, nodes, node_procs, logs)
+        before = wire_snapshot(ws.settings.port, [p.pid for p in node_procs])
         job = root / "job.yaml"
         job.write_text(
             f"name: bench\nmodel: {{name: noop, settings: {{params: {params}}}}}\n"
             f"rounds: {rounds}\nmin_nodes: {nodes}\nround_deadline_s: 600\nmax_retries: 0\n"
+            "evaluate_every: 0\n"
         )
         subprocess.run(
             [*py, "job", "submit", str(job), "-w", str(ws.root)],
@@ -171,8 +239,8 @@ def run_case(params: int, nodes: int, rounds: int, root: Path) -> Result:
                 raise RuntimeError("benchmark job did not finish in an hour")
             time.sleep(0.2)
         if rec.status.value != "completed":
-            raise RuntimeError(f"benchmark job {rec.status}: {rec.message}")
-        after = sum(io_bytes(p.pid) for p in node_procs)
+            raise RuntimeError(f"benchmark job {rec.status}: {rec.message}\n{log_tails(logs)}")
+        after = wire_snapshot(ws.settings.port, [p.pid for p in node_procs])
         rss = peak_rss_mb(coord.pid)
         durations = [
             (r.finished_at - r.started_at).total_seconds()
@@ -210,6 +278,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only (10k, N=5) and (10M, N=5)")
     parser.add_argument("--json", action="store_true", help="one JSON object per case")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--chunk-size", type=int, default=None, help="coordinator chunk_size (default: its own)"
+    )
     args = parser.parse_args()
     cases = QUICK if args.quick else FULL
     if not args.json:
@@ -219,7 +290,7 @@ def main() -> None:
         )
     for params, nodes in cases:
         with tempfile.TemporaryDirectory(prefix="clawfed-bench-") as tmp:
-            r = run_case(params, nodes, args.rounds, Path(tmp))
+            r = run_case(params, nodes, args.rounds, Path(tmp), args.chunk_size)
         if args.json:
             keys = (
                 "params",

@@ -23,7 +23,7 @@ from clawfed.core import (
     Weights,
 )
 from clawfed.node.runner import TaskRunner
-from clawfed.wire import Reassembler, decode_values, encode
+from clawfed.wire import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Reassembler, decode_values, encode
 from clawfed.wire._proto import federation_pb2 as pb
 from clawfed.wire.chunkwire import (
     ChunkView,
@@ -75,7 +75,12 @@ class Credentials:
 
 
 class NodeAgent:
-    """One node's connection to the coordinator; ``run`` reconnects until stopped."""
+    """One node's connection to the coordinator; ``run`` reconnects until stopped.
+
+    ``on_send``, when given, receives the serialized bytes of every message the node writes
+    to the stream, just before gRPC sends them (under TLS); tests and audits use it to see
+    exactly what leaves the node.
+    """
 
     def __init__(
         self,
@@ -87,14 +92,17 @@ class NodeAgent:
         backoff: Backoff | None = None,
         protocol_version: int = PROTOCOL_VERSION,
         on_event: Callable[[str], None] | None = None,
+        on_send: Callable[[bytes], None] | None = None,
     ) -> None:
         self._creds = credentials
         self._runner = runner
         self._datasets = tuple(datasets)
         self._chunk_size = chunk_size
+        self._session_chunk_size = 0  # what the coordinator's welcome asked for (0: not said)
         self._backoff = backoff or Backoff()
         self._protocol_version = protocol_version
         self._on_event = on_event
+        self._on_send = on_send
         self._rng = random.Random()
         self._wlock = asyncio.Lock()
         self._cancelled: set[str] = set()
@@ -153,7 +161,7 @@ class NodeAgent:
         """One session; returns True once the coordinator welcomed us."""
         welcomed = False
         async with self._channel() as channel:
-            self._call = _open_session(channel)
+            self._call = _open_session(channel, self._on_send)
             hello = pb.Hello(protocol_version=self._protocol_version, software_version=__version__)
             for name, meta in self._datasets:
                 hello.datasets.add(name=name, metadata_json=meta)
@@ -167,6 +175,7 @@ class NodeAgent:
                 raise ClawfedError("the coordinator's first message was not a welcome")
             welcome = first.welcome
             self.heartbeat_interval_s = welcome.heartbeat_interval_s or 5.0
+            self._session_chunk_size = _announced_chunk_size(welcome.chunk_size)
             welcomed = True
             self.connected.set()
             self._event("connected")
@@ -330,7 +339,9 @@ class NodeAgent:
         success = pb.TaskSuccess(num_samples=num_samples, metrics=dict(metrics))
         payload = None
         if weights is not None:
-            payload = encode(weights, uuid.uuid4().hex, self._chunk_size)
+            payload = encode(
+                weights, uuid.uuid4().hex, self._session_chunk_size or self._chunk_size
+            )
             success.update.CopyFrom(payload.header)
         async with self._wlock:
             await self._call.write(
@@ -342,13 +353,29 @@ class NodeAgent:
                     await self._call.write(chunk_message(payload.payload_id, offset, pieces))
 
 
+def _tapped(on_send: Callable[[bytes], None]) -> Callable[[pb.NodeMessage | bytes], bytes]:
+    """``serialize_message`` that also hands each message's bytes to ``on_send``."""
+
+    def serialize(message: pb.NodeMessage | bytes) -> bytes:
+        raw = serialize_message(message)
+        on_send(raw)
+        return raw
+
+    return serialize
+
+
+def _announced_chunk_size(size: int) -> int:
+    """The coordinator's chunk size if it is one ``encode`` accepts, else 0 (use our own)."""
+    return size if MIN_CHUNK_SIZE <= size <= MAX_CHUNK_SIZE else 0
+
+
 def _open_session(
-    channel: aio.Channel,
+    channel: aio.Channel, on_send: Callable[[bytes], None] | None = None
 ) -> aio.StreamStreamCall[pb.NodeMessage | bytes, pb.CoordinatorMessage | ChunkView]:
     """Open the Session stream: chunks in and out skip the protobuf objects (``chunkwire``)."""
     method = channel.stream_stream(
         _SESSION_METHOD,
-        request_serializer=serialize_message,
+        request_serializer=serialize_message if on_send is None else _tapped(on_send),
         response_deserializer=parse_coordinator_message,
     )
     call: aio.StreamStreamCall[pb.NodeMessage | bytes, pb.CoordinatorMessage | ChunkView]

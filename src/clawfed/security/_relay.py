@@ -124,6 +124,9 @@ class Relay:
         self._tls = _TlsEnd(client, self._aborted)
         self._up_done = threading.Event()
         self._down_done = threading.Event()
+        #: Plaintext bytes relayed so far from the client upstream, and back to the client.
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     def run(self) -> None:
         """Relay client to upstream in the calling thread and upstream to client in a helper.
@@ -167,6 +170,7 @@ class Relay:
                             break
                         filled += more
                     self._upstream.sendall(view[:filled])
+                    self.bytes_in += filled
         except (OSError, ValueError) as exc:
             clean = False
             _log.debug("gate: %s client stream ended: %s", self._name, exc)
@@ -186,6 +190,7 @@ class Relay:
                         clean = True
                         break
                     self._tls.sendall(view[:n], sel)
+                    self.bytes_out += n
         except (OSError, ValueError) as exc:
             _log.debug("gate: %s upstream stream ended: %s", self._name, exc)
         finally:

@@ -115,6 +115,7 @@ class TlsGate:
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self._accept_thread: threading.Thread | None = None
         self._port: int | None = None
+        self._closed_bytes = (0, 0)  # (in, out) of the connections already closed
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -213,6 +214,20 @@ class TlsGate:
         with self._lock:
             return [c.identity for c in self._by_upstream.values() if c.identity is not None]
 
+    @property
+    def bytes_in(self) -> int:
+        """Plaintext bytes relayed from admitted clients to the upstream port, in total."""
+        with self._lock:
+            live = sum(c.relay.bytes_in for c in self._conns if c.relay is not None)
+            return self._closed_bytes[0] + live
+
+    @property
+    def bytes_out(self) -> int:
+        """Plaintext bytes relayed from the upstream port back to clients, in total."""
+        with self._lock:
+            live = sum(c.relay.bytes_out for c in self._conns if c.relay is not None)
+            return self._closed_bytes[1] + live
+
     def drop(self, node_id: str) -> int:
         """Close every connection (admitted or being admitted) of ``node_id``; returns how many."""
         with self._lock:
@@ -277,6 +292,12 @@ class TlsGate:
                 self._conns.discard(conn)
                 if conn.upstream_key is not None:
                     self._by_upstream.pop(conn.upstream_key, None)
+                if conn.relay is not None:
+                    done_in, done_out = self._closed_bytes
+                    self._closed_bytes = (
+                        done_in + conn.relay.bytes_in,
+                        done_out + conn.relay.bytes_out,
+                    )
             conn.close()
 
     def _admit_and_relay(self, conn: Conn) -> None:

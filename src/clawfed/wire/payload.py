@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -102,8 +102,13 @@ class EncodedPayload:
             self._materialized = tuple(self._cut())
         return self._materialized
 
-    def _cut(self) -> Iterator[pb.Chunk]:
-        payload_id = self._header.payload_id
+    def spans(self) -> Iterator[tuple[int, tuple[memoryview, ...]]]:
+        """Yield ``(offset, pieces)`` of each chunk, the pieces being views of the tensors.
+
+        The pieces of one chunk hold ``chunk_size`` bytes together (the last chunk fewer);
+        one chunk spans several tensors when they are small. Nothing is copied, so a sender
+        can lay the bytes straight into its message (see ``chunkwire.chunk_message``).
+        """
         total = self.total_bytes
         size = self._chunk_size
         bufs = self._buffers
@@ -112,6 +117,7 @@ class EncodedPayload:
         pos = 0
         while pos < total:
             need = min(size, total - pos)
+            start = pos
             pieces: list[memoryview] = []
             while need > 0:
                 mv = bufs[seg]
@@ -119,12 +125,17 @@ class EncodedPayload:
                 pieces.append(mv[seg_pos : seg_pos + take])
                 seg_pos += take
                 need -= take
+                pos += take
                 if seg_pos == len(mv):
                     seg += 1
                     seg_pos = 0
+            yield start, tuple(pieces)
+
+    def _cut(self) -> Iterator[pb.Chunk]:
+        payload_id = self._header.payload_id
+        for offset, pieces in self.spans():
             data = pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces)
-            yield pb.Chunk(payload_id=payload_id, offset=pos, data=data)
-            pos += len(data)
+            yield pb.Chunk(payload_id=payload_id, offset=offset, data=data)
 
 
 def encode(
@@ -252,6 +263,25 @@ def _check_expected(got: Sequence[TensorSpec], expected: Iterable[TensorSpec]) -
         )
 
 
+class ChunkLike(Protocol):
+    """What ``Reassembler.add`` reads from a chunk: ``pb.Chunk`` or ``chunkwire.ChunkView``."""
+
+    @property
+    def payload_id(self) -> str:
+        """The payload the chunk belongs to."""
+        ...
+
+    @property
+    def offset(self) -> int:
+        """Position of the chunk's first byte in the payload."""
+        ...
+
+    @property
+    def data(self) -> bytes | memoryview:
+        """The chunk's bytes."""
+        ...
+
+
 class Reassembler:
     """Collects the chunks of one payload into a single preallocated buffer.
 
@@ -329,7 +359,7 @@ class Reassembler:
         """True once every announced byte has arrived."""
         return self._received == self._header.total_bytes
 
-    def add(self, chunk: pb.Chunk) -> None:
+    def add(self, chunk: ChunkLike) -> None:
         """Copy one chunk into the buffer.
 
         Raises
@@ -351,7 +381,7 @@ class Reassembler:
                 RejectReason.BAD_CHUNK,
                 f"chunks must arrive in order: expected offset {self._received}, got {offset}",
             )
-        data = chunk.data  # one access: each access builds a new bytes object
+        data = chunk.data  # one access: on pb.Chunk each access builds a new bytes object
         n = len(data)
         if n == 0:
             raise PayloadError(RejectReason.BAD_CHUNK, f"chunk at offset {offset} is empty")
@@ -407,7 +437,7 @@ class Reassembler:
 
 def decode(
     header: pb.PayloadHeader,
-    chunks: Iterable[pb.Chunk],
+    chunks: Iterable[ChunkLike],
     *,
     max_total_bytes: int,
     expected: Sequence[TensorSpec] | None = None,
