@@ -45,7 +45,7 @@ _SHOWN = ("roc_auc", "f1", "accuracy")
 _ASKER = "zhangsan"
 _QUESTIONS = ("训练进度怎么样", "信贷部模型准确率多少", "对比下信贷部和审计部的准确率", "/版本")
 _ROUTED = ["job_started", "round_completed", "job_finished", "node_joined", "anomaly"]
-_ROWS = {**DEFAULT_FRAUD_ROWS, "audit": 300}
+_ROWS = dict(DEFAULT_FRAUD_ROWS)
 _SHORT = {"roc_auc": "AUC", "f1": "F1", "accuracy": "acc"}
 
 
@@ -217,7 +217,7 @@ async def _run(root: Path, rounds: int) -> None:
         f"[bold]clawfed demo[/] in {root}: 信贷部, 合规部 and 审计部 train an "
         "anti-fraud model together; rows never leave their node"
     )
-    data = make_fraud_scenario(7, _ROWS, root / "data")
+    data = make_fraud_scenario(26, _ROWS, root / "data")
     ws = init_workspace(root / "ws", federation="demo-bank", port=_free_port())
     wecom = serve_fake_wecom("127.0.0.1", 0, fake=FakeWeCom(users=(_ASKER, "lisi", "wangwu")))
     chat = demo_chat_section(wecom)
