@@ -13,12 +13,20 @@ TLS on 127.0.0.1, runs a 10-round job whose model is ``params`` float32 zeros, a
 - ``floor_s``, measured in the same run: N × (serialize + send the bytes over a loopback TCP
   socket and back + deserialize) for one model.
 
-Usage: ``python bench/round_overhead.py [--quick] [--json] [--rounds 10]``
+Also reported: ``round_cycle_median_s`` (start to start of consecutive rounds, so it adds the
+aggregation result, the artifact and the store writes between rounds),
+``coordinator_base_rss_mb`` (VmRSS once the nodes are connected, before the job), the CPU
+seconds per round of the coordinator and of all nodes together (/proc/PID/stat, the init task
+included), and the 1-minute load average when the job started (other work on the machine).
+
+Usage: ``python bench/round_overhead.py [--quick] [--json] [--rounds 10] [--chunk-size B]``;
+with ``--json`` the JSON lines go to stdout and the table to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -55,6 +63,19 @@ class Result:
     coordinator_peak_rss_mb: float
     wire_bytes_per_round: int
     ideal_bytes_per_round: int
+    coordinator_base_rss_mb: float
+    round_cycle_median_s: float
+    coordinator_cpu_s_per_round: float
+    nodes_cpu_s_per_round: float
+    load_1m: float
+
+    @property
+    def x_floor(self) -> float:
+        return self.round_median_s / self.floor_s
+
+    @property
+    def wire_ratio(self) -> float:
+        return self.wire_bytes_per_round / self.ideal_bytes_per_round
 
 
 def free_port() -> int:
@@ -137,11 +158,21 @@ def wire_snapshot(port: int, pids: list[int]) -> int:
     return counted[1] if counted is not None else sum(io_bytes(p) for p in pids)
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """``VmHWM`` (peak) or ``VmRSS`` (now) of ``pid`` in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by ``pids`` (all their threads)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def log_tails(logs: Path, lines: int = 15) -> str:
@@ -214,7 +245,11 @@ def run_case(
         ]
         procs.extend(node_procs)
         wait_connected(ws.root, nodes, node_procs, logs)
-        before = wire_snapshot(ws.settings.port, [p.pid for p in node_procs])
+        node_pids = [p.pid for p in node_procs]
+        base_rss = rss_mb(coord.pid, "VmRSS")
+        load = os.getloadavg()[0]
+        before = wire_snapshot(ws.settings.port, node_pids)
+        cpu_before = (cpu_s([coord.pid]), cpu_s(node_pids))
         job = root / "job.yaml"
         job.write_text(
             f"name: bench\nmodel: {{name: noop, settings: {{params: {params}}}}}\n"
@@ -240,12 +275,13 @@ def run_case(
             time.sleep(0.2)
         if rec.status.value != "completed":
             raise RuntimeError(f"benchmark job {rec.status}: {rec.message}\n{log_tails(logs)}")
-        after = wire_snapshot(ws.settings.port, [p.pid for p in node_procs])
-        rss = peak_rss_mb(coord.pid)
-        durations = [
-            (r.finished_at - r.started_at).total_seconds()
-            for r in jobs.rounds("bench")
-            if r.status.value == "completed" and r.finished_at
+        after = wire_snapshot(ws.settings.port, node_pids)
+        cpu_after = (cpu_s([coord.pid]), cpu_s(node_pids))
+        rss = rss_mb(coord.pid)
+        done = [r for r in jobs.rounds("bench") if r.status.value == "completed" and r.finished_at]
+        durations = [(r.finished_at - r.started_at).total_seconds() for r in done]
+        cycles = [
+            (b.started_at - a.started_at).total_seconds() for a, b in itertools.pairwise(done)
         ]
         db.close()
     finally:
@@ -270,49 +306,52 @@ def run_case(
         coordinator_peak_rss_mb=round(rss, 1),
         wire_bytes_per_round=int(wire),
         ideal_bytes_per_round=2 * nodes * model_bytes,
+        coordinator_base_rss_mb=round(base_rss, 1),
+        round_cycle_median_s=statistics.median(cycles) if cycles else float("nan"),
+        coordinator_cpu_s_per_round=round((cpu_after[0] - cpu_before[0]) / rounds, 3),
+        nodes_cpu_s_per_round=round((cpu_after[1] - cpu_before[1]) / rounds, 3),
+        load_1m=round(load, 2),
+    )
+
+
+HEADER = (
+    f"{'params':>10} {'N':>3} {'median s':>9} {'min s':>7} {'max s':>7} {'floor s':>8} "
+    f"{'x floor':>7} {'cycle s':>8} {'coord MB':>9} {'base MB':>8} {'wire/ideal':>10} "
+    f"{'cpu c/n s':>11} {'load':>5}"
+)
+
+
+def table_row(r: Result) -> str:
+    """One line of the human-readable table."""
+    return (
+        f"{r.params:>10} {r.nodes:>3} {r.round_median_s:>9.3f} {r.round_min_s:>7.3f} "
+        f"{r.round_max_s:>7.3f} {r.floor_s:>8.3f} {r.x_floor:>7.2f} "
+        f"{r.round_cycle_median_s:>8.3f} {r.coordinator_peak_rss_mb:>9.1f} "
+        f"{r.coordinator_base_rss_mb:>8.1f} {r.wire_ratio:>10.4f} "
+        f"{r.coordinator_cpu_s_per_round:>5.2f}/{r.nodes_cpu_s_per_round:<5.2f} {r.load_1m:>5.1f}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only (10k, N=5) and (10M, N=5)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per case")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per case on stdout (table: stderr)"
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument(
         "--chunk-size", type=int, default=None, help="coordinator chunk_size (default: its own)"
     )
     args = parser.parse_args()
     cases = QUICK if args.quick else FULL
-    if not args.json:
-        print(
-            f"{'params':>10} {'N':>3} {'median s':>9} {'min s':>7} {'max s':>7} "
-            f"{'floor s':>8} {'x floor':>7} {'coord MB':>9} {'wire/ideal':>10}"
-        )
+    table = sys.stderr if args.json else sys.stdout
+    print(HEADER, file=table, flush=True)
     for params, nodes in cases:
         with tempfile.TemporaryDirectory(prefix="clawfed-bench-") as tmp:
             r = run_case(params, nodes, args.rounds, Path(tmp), args.chunk_size)
+        print(table_row(r), file=table, flush=True)
         if args.json:
-            keys = (
-                "params",
-                "nodes",
-                "round_median_s",
-                "round_min_s",
-                "round_max_s",
-                "floor_s",
-                "coordinator_peak_rss_mb",
-            )
-            data = {k: asdict(r)[k] for k in keys}
-            data["wire_bytes_per_round"] = r.wire_bytes_per_round
-            data["ideal_bytes_per_round"] = r.ideal_bytes_per_round
-            print(json.dumps(data), flush=True)
-        else:
-            print(
-                f"{r.params:>10} {r.nodes:>3} {r.round_median_s:>9.3f} {r.round_min_s:>7.3f} "
-                f"{r.round_max_s:>7.3f} {r.floor_s:>8.3f} "
-                f"{r.round_median_s / r.floor_s:>7.2f} {r.coordinator_peak_rss_mb:>9.1f} "
-                f"{r.wire_bytes_per_round / r.ideal_bytes_per_round:>10.3f}",
-                flush=True,
-            )
+            print(json.dumps(asdict(r)), flush=True)
 
 
 if __name__ == "__main__":

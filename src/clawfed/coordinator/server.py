@@ -16,6 +16,7 @@ from clawfed.coordinator.admin import AdminService
 from clawfed.coordinator.config import CONFIG_NAME
 from clawfed.coordinator.jobs import JobRunner
 from clawfed.coordinator.sessions import (
+    SESSION_SERVER_OPTIONS,
     NodeSession,
     SessionHub,
     check_hello,
@@ -90,6 +91,7 @@ class Coordinator:
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.max_ping_strikes", 0),
+                *SESSION_SERVER_OPTIONS,
             ]
         )
         handler = grpc.method_handlers_generic_handler(

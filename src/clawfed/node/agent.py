@@ -150,6 +150,8 @@ class NodeAgent:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.enable_retries", 0),
+            # DATA frames up to 1 MiB (HTTP/2's default is 16 KiB): a chunk in one or two frames
+            ("grpc.http2.max_frame_size", 1 << 20),
         ]
         return aio.secure_channel(self._creds.coordinator, creds, options=options)
 
