@@ -133,13 +133,9 @@ def _ignore(kind: str, data: Mapping[str, Any]) -> None:
 
 def combine_metrics(parts: Sequence[Participant]) -> dict[str, float]:
     """Sample-weighted mean of each metric over the participants that report it."""
-    sums: dict[str, float] = {}
-    weights: dict[str, float] = {}
-    for p in parts:
-        for name, value in p.metrics.items():
-            sums[name] = sums.get(name, 0.0) + value * p.num_samples
-            weights[name] = weights.get(name, 0.0) + p.num_samples
-    return {name: sums[name] / weights[name] for name in sums}
+    return weighted_mean(
+        {p.node_id: p.metrics for p in parts}, {p.node_id: p.num_samples for p in parts}
+    )
 
 
 class RoundEngine:
@@ -472,9 +468,3 @@ def _with_metrics(
         tuple(parts), report.dropped, report.rejected, report.bytes_down, report.bytes_up,
         dict(metrics),
     )  # fmt: skip
-
-
-def live_participants(nodes: Sequence[NodeInfo], wanted: Sequence[str] | None) -> list[NodeInfo]:
-    """The nodes among ``nodes`` that ``wanted`` names (all when None), in a stable order."""
-    chosen = [n for n in nodes if wanted is None or n.node_id in wanted]
-    return sorted(chosen, key=lambda n: n.node_id)
