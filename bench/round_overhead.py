@@ -17,7 +17,8 @@ Also reported: ``round_cycle_median_s`` (start to start of consecutive rounds, s
 aggregation result, the artifact and the store writes between rounds),
 ``coordinator_base_rss_mb`` (VmRSS once the nodes are connected, before the job), the CPU
 seconds per round of the coordinator and of all nodes together (/proc/PID/stat, the init task
-included), and the 1-minute load average when the job started (other work on the machine).
+included), and the 1-minute load average before the case started its processes (other work on the
+machine).
 
 Usage: ``python bench/round_overhead.py [--quick] [--json] [--rounds 10] [--chunk-size B]``;
 with ``--json`` the JSON lines go to stdout and the table to stderr.
@@ -203,6 +204,7 @@ def wait_connected(
 def run_case(
     params: int, nodes: int, rounds: int, root: Path, chunk_size: int | None = None
 ) -> Result:
+    load = os.getloadavg()[0]  # before this case starts anything: the machine's other work
     ws = init_workspace(root / "ws", port=free_port())
     if chunk_size is not None:
         data = ws.settings.model_dump(mode="json")
@@ -247,7 +249,6 @@ def run_case(
         wait_connected(ws.root, nodes, node_procs, logs)
         node_pids = [p.pid for p in node_procs]
         base_rss = rss_mb(coord.pid, "VmRSS")
-        load = os.getloadavg()[0]
         before = wire_snapshot(ws.settings.port, node_pids)
         cpu_before = (cpu_s([coord.pid]), cpu_s(node_pids))
         job = root / "job.yaml"
