@@ -14,11 +14,14 @@ import pytest
 from grpc import aio
 
 from clawfed import PROTOCOL_VERSION
+from clawfed.coordinator.config import save_settings, settings_from_mapping
 from clawfed.coordinator.gateway import TaskKind, TaskRequest
 from clawfed.coordinator.server import Coordinator
 from clawfed.coordinator.sessions import NodeSession
-from clawfed.coordinator.workspace import Workspace, enroll_node, init_workspace
+from clawfed.coordinator.workspace import Workspace, enroll_node, init_workspace, open_workspace
 from clawfed.core import Weights
+from clawfed.node.agent import Credentials, NodeAgent
+from clawfed.node.runner import NoopRunner
 from clawfed.security.kit import Kit
 from clawfed.wire import Reassembler, encode
 from clawfed.wire._proto import federation_pb2 as pb
@@ -27,6 +30,7 @@ from clawfed.wire.chunkwire import (
     ChunkView,
     chunk_message,
     parse_coordinator_message,
+    parse_node_message,
     serialize_message,
 )
 from clawfed.wire.eof import STREAM_END
@@ -164,3 +168,48 @@ def test_bytes_protobuf_cannot_decode_end_the_session_with_the_reason(
     assert end is STREAM_END
     assert reason.startswith("the peer sent a NodeMessage that protobuf cannot decode (7 bytes)")
     assert gone
+
+
+def test_a_node_cuts_its_update_in_the_chunk_size_the_coordinator_announced(
+    tmp_path: Path,
+) -> None:
+    ws = init_workspace(tmp_path / "ws", port=free_port())
+    settings = ws.settings.model_dump(mode="json") | {"chunk_size": 4096}
+    save_settings(ws.root, settings_from_mapping(settings, source="test"))
+    ws = open_workspace(ws.root)
+    kit = enroll_node(ws, "credit", "信贷部", tmp_path / "credit.kit")
+    sent: list[bytes] = []
+    global_w = Weights({"w": np.zeros(5000, dtype=np.float32)})  # 20000 bytes: 5 chunks
+
+    async def scenario() -> int:
+        coordinator = Coordinator(ws)
+        await coordinator.start()
+        stop = asyncio.Event()
+        creds = Credentials(
+            kit.node_id, kit.coordinator, kit.ca_cert.encode(), kit.cert.encode(), kit.key.encode()
+        )
+        agent = NodeAgent(creds, NoopRunner(), on_send=sent.append)  # its own size: 1 MiB
+        running = asyncio.create_task(agent.run(stop))
+        try:
+            session = await _session_of(coordinator, "credit")
+            request = TaskRequest(
+                task_id="t1",
+                job_id="j",
+                round_no=1,
+                kind=TaskKind.FIT,
+                deadline_unix=0.0,
+                config={"model.name": "noop"},
+                expected=global_w.spec(),
+            )
+            model = EncodedModel(global_w, coordinator.hub.chunk_size)
+            outcome = await asyncio.wait_for(session.run_task(request, model), WAIT_S)
+            return outcome.bytes_up
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, WAIT_S)
+            await coordinator.stop()
+
+    assert asyncio.run(scenario()) == 20000
+    chunks = [m for m in map(parse_node_message, sent) if isinstance(m, ChunkView)]
+    assert [len(c.data) for c in chunks] == [4096, 4096, 4096, 4096, 3616]
+    assert [c.offset for c in chunks] == [0, 4096, 8192, 12288, 16384]
