@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench bench-quick proto clean system-deps
+.PHONY: demo test lint format bench bench-quick proto clean system-deps browser-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 system-deps:
 	@scripts/system-deps.sh
+
+# Headless Chromium and ChromeDriver (Debian packages) for the dashboard's browser tests.
+browser-deps:
+	@scripts/browser-deps.sh
 
 demo: $(STAMP) system-deps
 	$(BIN)/clawfed demo
@@ -26,7 +30,7 @@ lint: $(STAMP)
 
 # The store and audit tests also run against a throwaway PostgreSQL server on 127.0.0.1,
 # which scripts/postgres.sh installs (Debian package) and starts, then stops afterwards.
-test: lint system-deps
+test: lint system-deps browser-deps
 	scripts/postgres.sh run -- $(BIN)/pytest -q
 
 format: $(STAMP)

@@ -20,7 +20,8 @@ seconds per round of the coordinator and of all nodes together (/proc/PID/stat, 
 included), and the 1-minute load average before the case started its processes (other work on the
 machine).
 
-Usage: ``python bench/round_overhead.py [--quick] [--json] [--rounds 10] [--chunk-size B]``;
+Usage: ``python bench/round_overhead.py [--quick] [--case PARAMS:N ...] [--json] [--rounds 10]
+[--chunk-size B]``;
 with ``--json`` the JSON lines go to stdout and the table to stderr.
 """
 
@@ -257,12 +258,14 @@ def run_case(
             f"rounds: {rounds}\nmin_nodes: {nodes}\nround_deadline_s: 600\nmax_retries: 0\n"
             "evaluate_every: 0\n"
         )
-        subprocess.run(
+        submit = subprocess.run(
             [*py, "job", "submit", str(job), "-w", str(ws.root)],
             env=env,
-            check=True,
             capture_output=True,
+            text=True,
         )
+        if submit.returncode != 0:
+            raise RuntimeError(f"job submit failed:\n{submit.stdout}{submit.stderr}")
         store_ws = open_workspace(ws.root)
         db = store_ws.database()
         jobs = JobStore(db)
@@ -333,6 +336,14 @@ def table_row(r: Result) -> str:
     )
 
 
+def parse_case(text: str) -> tuple[int, int]:
+    """``"10000000:10"`` -> (10_000_000, 10)."""
+    params, sep, nodes = text.replace("_", "").partition(":")
+    if not sep or not params.isdigit() or not nodes.isdigit() or int(nodes) < 1:
+        raise SystemExit(f"--case must look like PARAMS:NODES (e.g. 10000000:10), got {text!r}")
+    return int(params), int(nodes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only (10k, N=5) and (10M, N=5)")
@@ -343,8 +354,17 @@ def main() -> None:
     parser.add_argument(
         "--chunk-size", type=int, default=None, help="coordinator chunk_size (default: its own)"
     )
+    parser.add_argument(
+        "--case",
+        action="append",
+        default=None,
+        metavar="PARAMS:N",
+        help="run only this case (repeatable), e.g. --case 10000000:10",
+    )
     args = parser.parse_args()
     cases = QUICK if args.quick else FULL
+    if args.case:
+        cases = [parse_case(c) for c in args.case]
     table = sys.stderr if args.json else sys.stdout
     print(HEADER, file=table, flush=True)
     for params, nodes in cases:

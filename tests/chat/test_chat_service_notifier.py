@@ -272,3 +272,38 @@ def test_metric_change_after_a_restart_comes_from_the_store(
         ("合规部", 0.74),
     ]
     assert isinstance(published, VersionPublished) and published.version == 3
+
+
+AGGREGATION_EVENTS: list[tuple[str, dict[str, Any]]] = [
+    ("anomaly", {"job_id": "fraud", "round": 3, "kind": "metric_drop", "metric": "accuracy",
+                 "previous": 0.85, "current": 0.70, "worsening": 0.15, "summary": "",
+                 "suspects": [{"node_id": "n-1", "department": "合规部", "cosine": -0.9,
+                               "norm_ratio": 4.0, "action": "excluded"}]}),
+    ("free_rider", {"job_id": "fraud", "round": 3, "node_id": "n-0", "department": "信贷部",
+                    "kind": "copy_global", "evidence": "update norm 0 against median 1.2",
+                    "policy": "exclude"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [
+        ("zh", ["合规部", "信贷部的更新疑似搭便车（照抄全局模型）", "处理：已排除"]),
+        ("en", ["合规部", "信贷部's update copies the global model", "Action: excluded"]),
+    ],
+)
+def test_anomaly_attribution_and_free_riders_reach_chat(
+    server: FakeWeComServer, db: Database, lang: str, expected: list[str]
+) -> None:
+    config = chat_config(server, language=lang)
+    outbox = Outbox(db, ConfiguredChannels(config))
+    notifier = Notifier(config, outbox, store=ChatStore(db), clock=Clock())
+    for kind, data in AGGREGATION_EVENTS:
+        notifier.handle(kind, data)
+    ops = texts(outbox.items(), "ops")
+    assert len(ops) == 2, ops
+    assert "合规部" in ops[0] and "信贷部" not in ops[0]
+    for phrase in expected:
+        assert phrase in "\n".join(ops), (phrase, ops)
+    app = [i for i in outbox.items() if i.channel == "app"]
+    assert len(app) == 2  # both are anomalies, so they also go to the app route

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from clawfed.aggregation import FedAvg
+from clawfed.cli.demo import FRAUD_SEED
 from clawfed.coordinator.jobspec import parse_job, task_config
 from clawfed.core import Update
 from clawfed.core.errors import ConfigError
@@ -39,7 +40,7 @@ from clawfed.data.scenarios import (
 from clawfed.node.baseline import local_baseline
 from clawfed.node.learning_runner import LearningRunner, LocalData, moments_from_weights
 
-SMALL = {"credit": 300, "compliance": 300, "audit": 300}
+SMALL = {"card": 300, "credit": 300, "consumer": 300}
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -56,76 +57,103 @@ def test_same_seed_same_files(tmp_path: Path) -> None:
     first = make_fraud_scenario(5, SMALL, tmp_path / "a")
     make_fraud_scenario(5, SMALL, tmp_path / "b")
     make_fraud_scenario(6, SMALL, tmp_path / "c")
-    assert set(first) == {"credit", "compliance", "audit"}
-    assert first["credit"] == tmp_path / "a" / "credit.csv"
+    assert set(first) == {"card", "credit", "consumer"}
+    assert first["card"] == tmp_path / "a" / "card.csv"
     a, b, c = (_files(tmp_path / n) for n in "abc")
     assert len(a) == 9  # csv, harmonization and dataset spec per department
     assert a == b
-    assert a["credit.csv"] != c["credit.csv"]
+    assert a["card.csv"] != c["card.csv"]
     # A department's rows depend on the seed and its id only.
-    make_fraud_scenario(5, {"audit": 300}, tmp_path / "d")
-    assert _files(tmp_path / "d")["audit.csv"] == a["audit.csv"]
+    make_fraud_scenario(5, {"consumer": 300}, tmp_path / "d")
+    assert _files(tmp_path / "d")["consumer.csv"] == a["consumer.csv"]
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown department\(s\) \['sales'\]; known: "):
         make_fraud_scenario(0, {"sales": 100}, tmp_path)
     with pytest.raises(
-        ConfigError, match=r"rows_per_dept\['audit'\] must be an integer >= 20, got 5"
+        ConfigError, match=r"rows_per_dept\['consumer'\] must be an integer >= 20, got 5"
     ):
-        make_fraud_scenario(0, {"audit": 5}, tmp_path)
+        make_fraud_scenario(0, {"consumer": 5}, tmp_path)
     with pytest.raises(ConfigError, match="at least one department"):
         make_fraud_scenario(0, {}, tmp_path)
 
 
 def test_departments_differ_before_harmonization(tmp_path: Path) -> None:
-    paths = make_fraud_scenario(11, {"credit": 2000, "compliance": 2000, "audit": 2000}, tmp_path)
+    paths = make_fraud_scenario(11, {"card": 2000, "credit": 2000, "consumer": 2000}, tmp_path)
     raw = {d: pd.read_csv(p) for d, p in paths.items()}
-    assert "risk_rating" in raw["credit"].columns
-    assert "risk_score" in raw["compliance"].columns and "amount" not in raw["compliance"]
-    assert "risk_level" in raw["audit"].columns
+    assert "risk_rating" in raw["card"].columns
+    assert "risk_score" in raw["credit"].columns and "amount" not in raw["credit"]
+    assert "risk_level" in raw["consumer"].columns
     # Risk scales: 1-5, 1-10, 1-5.
-    assert raw["credit"]["risk_rating"].between(1, 5).all()
-    assert raw["compliance"]["risk_score"].max() > 5
-    assert raw["compliance"]["risk_score"].dropna().between(1, 10).all()
-    assert raw["audit"]["risk_level"].between(1, 5).all()
+    assert raw["card"]["risk_rating"].between(1, 5).all()
+    assert raw["credit"]["risk_score"].max() > 5
+    assert raw["credit"]["risk_score"].dropna().between(1, 10).all()
+    assert raw["consumer"]["risk_level"].between(1, 5).all()
     # Missing-value patterns.
-    assert raw["credit"]["account_age_days"].isna().mean() > 0.03
-    assert raw["compliance"]["account_age_days"].notna().all()
-    assert (raw["compliance"]["dispute_count"] == -1).mean() > 0.05
-    assert raw["audit"]["hour"].isna().mean() > 0.05
-    assert raw["credit"]["hour"].notna().all()
+    assert raw["card"]["account_age_days"].isna().mean() > 0.03
+    assert raw["credit"]["account_age_days"].notna().all()
+    assert (raw["credit"]["dispute_count"] == -1).mean() > 0.05
+    assert raw["consumer"]["hour"].isna().mean() > 0.05
+    assert raw["card"]["hour"].notna().all()
     # Encodings and coverage.
-    assert set(raw["audit"]["is_foreign"]) == {"Y", "N"}
-    assert raw["audit"]["hour"].dropna().between(8, 18).all()
-    assert (raw["compliance"]["txn_hour"] < 6).any()
+    assert set(raw["consumer"]["is_foreign"]) == {"Y", "N"}
+    assert raw["consumer"]["hour"].dropna().between(8, 18).all()
+    assert (raw["credit"]["txn_hour"] < 6).any()
     # Non-IID labels.
     rates = {
-        "credit": raw["credit"]["is_fraud"].mean(),
-        "compliance": raw["compliance"]["fraud_flag"].mean(),
-        "audit": raw["audit"]["is_fraud"].mean(),
+        "card": raw["card"]["is_fraud"].mean(),
+        "credit": raw["credit"]["fraud_flag"].mean(),
+        "consumer": raw["consumer"]["is_fraud"].mean(),
     }
-    assert rates["compliance"] < rates["credit"] < rates["audit"]
-    assert rates["audit"] > 2 * rates["credit"]
-    assert 0.005 < rates["compliance"] and rates["audit"] < 0.1  # fraud is rare everywhere
+    assert rates["credit"] < rates["card"] < rates["consumer"]
+    assert rates["consumer"] > 2 * rates["card"]
+    assert 0.005 < rates["credit"] and rates["consumer"] < 0.1  # fraud is rare everywhere
     # Coverage: each department mostly sees the merchant groups and provinces of its business.
     merchants = {
-        "credit": raw["credit"]["merchant_category"],
-        "compliance": raw["compliance"]["mcc_group"],
-        "audit": raw["audit"]["merchant_category"],
+        "card": raw["card"]["merchant_category"],
+        "credit": raw["credit"]["mcc_group"],
+        "consumer": raw["consumer"]["merchant_category"],
     }
-    usual = {"credit": "grocery", "compliance": "money_transfer", "audit": "online_gaming"}
+    usual = {"card": "grocery", "credit": "money_transfer", "consumer": "online_gaming"}
     for dept, group in usual.items():
         for other, column in merchants.items():
             if other != dept:
                 assert (column == group).mean() < (merchants[dept] == group).mean() / 2
-    assert (raw["credit"]["region"] == "beijing").mean() > 2 * (
-        raw["audit"]["region"] == "beijing"
+    assert (raw["card"]["region"] == "beijing").mean() > 2 * (
+        raw["consumer"]["region"] == "beijing"
     ).mean()
 
 
+def test_the_bank_departments() -> None:
+    assert dict(FRAUD_DEPARTMENTS) == {
+        "credit": "信贷部",
+        "card": "信用卡中心",
+        "consumer": "消费金融部",
+    }
+    assert list(DEFAULT_FRAUD_ROWS) == list(FRAUD_DEPARTMENTS)
+
+
+def test_fraud_patterns_differ_between_departments(tmp_path: Path) -> None:
+    """Same features and rule, but each department's frauds come from its own business."""
+    paths = make_fraud_scenario(4, dict.fromkeys(FRAUD_DEPARTMENTS, 8000), tmp_path)
+    frauds = {}
+    for dept, path in paths.items():
+        frame = pd.read_csv(path).rename(columns={"mcc_group": "merchant_category"})
+        label = "fraud_flag" if "fraud_flag" in frame else "is_fraud"
+        frauds[dept] = frame[frame[label] == 1]
+    top = {d: f["merchant_category"].value_counts().index[0] for d, f in frauds.items()}
+    assert top["credit"] in ("money_transfer", "airline", "car_rental", "travel")
+    assert top["card"] in ("jewelry", "luxury", "electronics")
+    assert top["consumer"] in ("crypto_exchange", "gift_cards", "online_gaming", "lottery")
+    night = {d: (f.get("hour", f.get("txn_hour")) < 6).mean() for d, f in frauds.items()}
+    assert night["card"] > 0.1 and night["consumer"] == 0.0
+    young = {d: (f["account_age_days"] < 365).mean() for d, f in frauds.items()}
+    assert young["consumer"] > 2 * max(young["credit"], young["card"])
+
+
 def test_harmonization_makes_departments_equal(tmp_path: Path) -> None:
-    make_fraud_scenario(11, {"credit": 2000, "compliance": 2000, "audit": 2000}, tmp_path)
+    make_fraud_scenario(11, {"card": 2000, "credit": 2000, "consumer": 2000}, tmp_path)
     datasets = {d: _load(tmp_path, d) for d in FRAUD_DEPARTMENTS}
     names = {ds.feature_names for ds in datasets.values()}
     assert len(names) == 1
@@ -139,20 +167,20 @@ def test_harmonization_makes_departments_equal(tmp_path: Path) -> None:
         assert column.min() == 0.0 and column.max() <= 1.0
         assert np.isfinite(ds.features).all()
     grids = {d: np.unique(ds.features[:, risk]) for d, ds in datasets.items()}
-    for dept, steps in (("credit", 4), ("audit", 4), ("compliance", 9)):
+    for dept, steps in (("card", 4), ("consumer", 4), ("credit", 9)):
         scaled = grids[dept] * steps  # ratings 1..5 -> quarters, 1..10 -> ninths of [0, 1]
         np.testing.assert_allclose(scaled, np.round(scaled), atol=1e-5)
-    assert len(grids["compliance"]) > 5 >= len(grids["credit"])
+    assert len(grids["credit"]) > 5 >= len(grids["card"])
     missing = shared.index("hour__missing")
-    assert datasets["audit"].features[:, missing].mean() > 0.05
-    assert datasets["credit"].features[:, missing].sum() == 0
-    # Hours are categories, one-hot for every row (audit's gaps get its most common hour);
-    # audit works office hours, so it has no night hour at all.
+    assert datasets["consumer"].features[:, missing].mean() > 0.05
+    assert datasets["card"].features[:, missing].sum() == 0
+    # Hours are categories, one-hot for every row (consumer's gaps get its most common hour);
+    # consumer finance approves in office hours, so it has no night hour at all.
     hours = [shared.index(f"hour={h}") for h in range(24)]
     for ds in datasets.values():
         np.testing.assert_array_equal(ds.features[:, hours].sum(axis=1), 1.0)
-    assert datasets["audit"].features[:, hours[:8]].sum() == 0
-    assert datasets["credit"].features[:, hours[:6]].sum() > 0
+    assert datasets["consumer"].features[:, hours[:8]].sum() == 0
+    assert datasets["card"].features[:, hours[:6]].sum() > 0
 
 
 def test_customer_names_are_no_feature_and_stay_out_of_profiles(tmp_path: Path) -> None:
@@ -210,13 +238,13 @@ def test_pooled_model_beats_each_department_alone(tmp_path: Path) -> None:
 
 
 def test_the_demo_federation_beats_every_department_alone(tmp_path: Path) -> None:
-    """`clawfed demo`'s data (seed 26, default rows) and job: FedAvg vs each department alone.
+    """`clawfed demo`'s data (its seed, default rows) and job: FedAvg vs each department alone.
 
     The same pipeline as the demo, in-process: pooled standardization, FedAvg over the three
-    departments' runners for the demo's default 12 rounds, and ``local_baseline`` with the
-    same settings and as many local passes, both scored on each department's holdout.
+    departments' runners for the job's 10 rounds, and ``local_baseline`` with the same
+    settings and as many local passes, both scored on each department's holdout.
     """
-    make_fraud_scenario(26, DEFAULT_FRAUD_ROWS, tmp_path)
+    make_fraud_scenario(FRAUD_SEED, DEFAULT_FRAUD_ROWS, tmp_path)
     runners = {
         d: LearningRunner(
             {
@@ -227,12 +255,12 @@ def test_the_demo_federation_beats_every_department_alone(tmp_path: Path) -> Non
         )
         for d in FRAUD_DEPARTMENTS
     }
-    rounds = 12
     job = parse_job((EXAMPLES / "fraud-job.yaml").read_text(encoding="utf-8"))
-    job = job.model_copy(update={"rounds": rounds})
+    rounds = job.rounds
+    assert rounds == 10
     base = task_config(job)
     pooled = combine([moments_from_weights(r.stats(base)) for r in runners.values()]).to_dict()
-    weights = runners["credit"].init(base)
+    weights = runners["card"].init(base)
     strategy = FedAvg()
     for round_no in range(1, rounds + 1):
         config = task_config(job, round_no=round_no, standardizer=pooled)

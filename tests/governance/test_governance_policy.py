@@ -49,6 +49,7 @@ _SELF_TRANSCRIPT: Callable[[User, bool], Resource] = lambda u, own: Resource.tra
 SCENARIOS: dict[Action, Callable[[User, bool], Resource]] = {
     Action.VIEW_OVERVIEW: _dept(lambda d: Resource.overview([d])),
     Action.VIEW_NODE: _dept(lambda d: Resource.node(f"{d}-1", d)),
+    Action.VIEW_DATASETS: _dept(lambda d: Resource.node(f"{d}-1", d)),
     Action.ENROLL_NODE: _dept(lambda d: Resource.node(f"{d}-1", d)),
     Action.REVOKE_NODE: _dept(lambda d: Resource.node(f"{d}-1", d)),
     Action.VIEW_JOB: _dept(lambda d: Resource.job("credit-risk", [d])),
@@ -69,6 +70,7 @@ SCENARIOS: dict[Action, Callable[[User, bool], Resource]] = {
     Action.MANAGE_USERS: _SELF_PROFILE,
     Action.ASK_CHAT: _dept(lambda d: Resource.job("credit-risk", [d])),
     Action.VIEW_CHAT_TRANSCRIPT: _SELF_TRANSCRIPT,
+    Action.VIEW_METRICS: _dept(lambda d: Resource.overview([d])),
 }
 
 #: The expected decisions, written out by hand: "<own><other>" per role, Y = allowed.
@@ -76,6 +78,7 @@ SCENARIOS: dict[Action, Callable[[User, bool], Resource]] = {
 EXPECTED: dict[Action, str] = {
     Action.VIEW_OVERVIEW: "YY YN NN NN",
     Action.VIEW_NODE: "YY YN NN NN",
+    Action.VIEW_DATASETS: "YY YN NN NN",
     Action.ENROLL_NODE: "YY NN NN NN",
     Action.REVOKE_NODE: "YY NN NN NN",
     Action.VIEW_JOB: "YY YN NN NN",
@@ -96,6 +99,7 @@ EXPECTED: dict[Action, str] = {
     Action.MANAGE_USERS: "YY NN NN NN",
     Action.ASK_CHAT: "YY YN NN NN",
     Action.VIEW_CHAT_TRANSCRIPT: "YY YN YN YN",
+    Action.VIEW_METRICS: "YY NN NN NN",
 }
 
 

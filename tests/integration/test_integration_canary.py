@@ -49,9 +49,9 @@ from clawfed.wire.chunkwire import ChunkView, parse_node_message
 
 JOB_FILE = Path(__file__).resolve().parents[2] / "examples" / "fraud-job.yaml"
 ROUNDS = 2
-#: Small tables keep the run short; compliance (about 1 % fraud) still has a few frauds.
-ROWS = {"credit": 800, "compliance": 1500, "audit": 300}
-CANARY_DEPT = "credit"
+#: Small tables keep the run short; credit (about 1 % fraud) still has a few frauds.
+ROWS = {"card": 800, "credit": 1500, "consumer": 300}
+CANARY_DEPT = "card"
 CANARY_ROWS = (3, 97, 250, 511, 777)
 
 CANARY_CUSTOMER = "CANARY-CUST-93f1"

@@ -10,14 +10,14 @@ from clawfed.data.scenarios import fraud_spec
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 #: Rows per department of the small scenario (seed 3).
-ROWS = {"credit": 400, "compliance": 1200, "audit": 200}
+ROWS = {"card": 400, "credit": 1200, "consumer": 200}
 #: Share of each department's rows the example fraud job holds out.
-HOLDOUT = 0.3
+HOLDOUT = 0.5
 
 
 def encoded_width() -> int:
     """Columns of the fraud features once encoded (a one-hot column per category)."""
-    spec = fraud_spec("credit", "credit.csv")
+    spec = fraud_spec("card", "card.csv")
     kinds = spec.declared_types()
     return sum(
         len(spec.categories[f]) if kinds.get(f) is ColumnType.CATEGORICAL else 1

@@ -18,13 +18,13 @@ from clawfed.node.dispatch import DispatchRunner, LocalData, parse_data_args
 NOOP = "name: n\nmodel: {name: noop, settings: {params: 7}}\nrounds: 1\n"
 
 
-def credit_runner(folder: Path, path: str = "credit.csv") -> DispatchRunner:
-    mapping = folder / "credit.harmonization.yaml"
+def card_runner(folder: Path, path: str = "card.csv") -> DispatchRunner:
+    mapping = folder / "card.harmonization.yaml"
     return DispatchRunner({"fraud": LocalData("fraud", folder / path, mapping)})
 
 
 def test_noop_tasks_go_to_the_noop_runner(fraud_dir: Path) -> None:
-    runner = credit_runner(fraud_dir)
+    runner = card_runner(fraud_dir)
     config = task_config(parse_job(NOOP))
     weights = runner.init(config)
     assert list(weights) == ["w"] and weights["w"].shape == (7,)
@@ -38,22 +38,22 @@ def test_noop_tasks_go_to_the_noop_runner(fraud_dir: Path) -> None:
 
 
 def test_learning_tasks_go_to_the_learning_runner(fraud_dir: Path, fraud_job: JobSpec) -> None:
-    runner = credit_runner(fraud_dir)
+    runner = card_runner(fraud_dir)
     config = task_config(fraud_job)
     weights = runner.init(config)
     assert list(weights) == ["linear.weight", "linear.bias"]
     stats = runner.stats(config)
     count = int(stats["count"][0])
-    assert count == pytest.approx((1 - HOLDOUT) * ROWS["credit"], abs=2)
+    assert count == pytest.approx((1 - HOLDOUT) * ROWS["card"], abs=2)
     std = {"mean": np.divide(stats["sum"], count).tolist(), "std": [1.0] * encoded_width()}
     answer = runner.fit(task_config(fraud_job, round_no=1, standardizer=std), weights)
     assert answer.delta.spec() == weights.spec() and answer.num_samples == count
     held = runner.evaluate(task_config(fraud_job, standardizer=std), weights).num_samples
-    assert held + count == ROWS["credit"]
+    assert held + count == ROWS["card"]
 
 
 def test_a_task_without_a_model_is_refused(fraud_dir: Path) -> None:
-    runner = credit_runner(fraud_dir)
+    runner = card_runner(fraud_dir)
     with pytest.raises(ConfigError, match="names no model: it needs 'model.name' or 'model.cu"):
         runner.init({"model": "noop"})
     with pytest.raises(ConfigError, match="'model.settings' must hold a JSON object"):
@@ -76,27 +76,27 @@ def test_parse_data_args(tmp_path: Path) -> None:
 
 
 def _names(folder: Path) -> list[str]:
-    names: list[str] = pd.read_csv(folder / "credit.csv")["customer_name"].astype(str).tolist()
-    assert len(names) == ROWS["credit"] and all(names)
+    names: list[str] = pd.read_csv(folder / "card.csv")["customer_name"].astype(str).tolist()
+    assert len(names) == ROWS["card"] and all(names)
     return names
 
 
 def test_hello_profile_of_a_dataset_spec_holds_no_customer_name(
     fraud_dir: Path, fraud_job: JobSpec
 ) -> None:
-    runner = credit_runner(fraud_dir, "credit.dataset.yaml")
+    runner = card_runner(fraud_dir, "card.dataset.yaml")
     # A dataset spec names the source; the job still decides the columns.
-    csv_runner = credit_runner(fraud_dir)
+    csv_runner = card_runner(fraud_dir)
     config = task_config(fraud_job)
     assert runner.stats(config)["count"][0] == csv_runner.stats(config)["count"][0]
     ((name, meta_json),) = runner.describe()
     assert name == "fraud"
     meta = json.loads(meta_json)
     meta_json = json.dumps(meta, ensure_ascii=False)  # search the text, not \u escapes
-    assert meta["file"] == "credit.dataset.yaml" and meta["format"] == "csv"
-    assert meta["bytes"] == (fraud_dir / "credit.csv").stat().st_size
+    assert meta["file"] == "card.dataset.yaml" and meta["format"] == "csv"
+    assert meta["bytes"] == (fraud_dir / "card.csv").stat().st_size
     prof = meta["profile"]
-    assert prof["rows"] == ROWS["credit"] and prof["target"] == "is_fraud"
+    assert prof["rows"] == ROWS["card"] and prof["target"] == "is_fraud"
     assert set(prof["schema"]) == {"is_fraud", *json.loads(str(_features()))}
     assert 0 < prof["missing_rate"]["account_age_days"] < 0.3  # before imputation
     assert prof["missing_rate"]["account_age_days__missing"] == 0.0
@@ -104,7 +104,7 @@ def test_hello_profile_of_a_dataset_spec_holds_no_customer_name(
     assert "error" not in meta
     # Canary: no customer name (nor any cell of the table's text columns) is sent.
     assert not any(n in meta_json for n in _names(fraud_dir))
-    raw = pd.read_csv(fraud_dir / "credit.csv")
+    raw = pd.read_csv(fraud_dir / "card.csv")
     assert not any(t in meta_json for t in raw["txn_id"].astype(str))
     for category in (*MERCHANTS, *CHANNELS, *REGIONS):  # category names are values too
         assert len(category) < 5 or category not in meta_json
@@ -116,13 +116,13 @@ def _features() -> str:
 
 
 def test_hello_of_a_bare_csv_gives_file_facts_only(fraud_dir: Path) -> None:
-    ((_, meta_json),) = credit_runner(fraud_dir).describe()
+    ((_, meta_json),) = card_runner(fraud_dir).describe()
     meta = json.loads(meta_json)
     assert meta == {
-        "file": "credit.csv",
+        "file": "card.csv",
         "format": "csv",
-        "bytes": (fraud_dir / "credit.csv").stat().st_size,
-        "rows": ROWS["credit"],
+        "bytes": (fraud_dir / "card.csv").stat().st_size,
+        "rows": ROWS["card"],
     }
     assert not any(n in meta_json for n in _names(fraud_dir))
 
@@ -139,7 +139,7 @@ def test_hello_of_parquet_and_of_unreadable_files(tmp_path: Path, fraud_dir: Pat
     assert "rows" not in meta and "cannot be read" in meta["error"]
     spec = tmp_path / "bad.dataset.yaml"
     spec.write_text(
-        "name: bad\nsource: {kind: csv, path: " + str(fraud_dir / "credit.csv") + "}\n"
+        "name: bad\nsource: {kind: csv, path: " + str(fraud_dir / "card.csv") + "}\n"
         "target: is_fraud\nfeatures: [salary]\n",
         encoding="utf-8",
     )

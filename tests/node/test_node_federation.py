@@ -12,10 +12,10 @@ from clawfed.data.scenarios import make_fraud_scenario
 from clawfed.node.baseline import local_baseline
 from clawfed.node.learning_runner import LearningRunner, LocalData, moments_from_weights
 
-#: 信贷部 is the smallest here and sees about 1 % fraud: with a handful of frauds to learn
+#: 信用卡中心 is the smallest here and sees about 2 % fraud: with a handful of frauds to learn
 #: from it ranks its holdout poorly alone (over seeds 0-5 the federated model gained 0.07 to
 #: 0.37 ROC-AUC on it).
-ROWS = {"credit": 1000, "compliance": 3000, "audit": 1200}
+ROWS = {"card": 1000, "credit": 3000, "consumer": 1200}
 ROUNDS = 15
 
 
@@ -51,7 +51,7 @@ def test_fedavg_over_three_departments_beats_the_smallest_alone(
     pooled = combine([moments_from_weights(r.stats(base)) for r in departments.values()])
     standardizer = pooled.to_dict()
     # INIT from one node, then ROUNDS of FIT with a streaming FedAvg aggregator.
-    weights = departments["credit"].init(base)
+    weights = departments["card"].init(base)
     strategy = FedAvg()
     for round_no in range(1, ROUNDS + 1):
         config = task_config(job, round_no=round_no, standardizer=standardizer)
@@ -75,10 +75,10 @@ def test_local_baseline_is_deterministic_and_checks_rounds(
     departments: dict[str, LearningRunner], job: JobSpec
 ) -> None:
     config = task_config(job)
-    audit = departments["audit"]
-    once = local_baseline(audit, config, 2)
-    assert dict(once) == dict(local_baseline(audit, config, 2))
+    consumer = departments["consumer"]
+    once = local_baseline(consumer, config, 2)
+    assert dict(once) == dict(local_baseline(consumer, config, 2))
     assert {"accuracy", "roc_auc", "log_loss"} <= set(once)
-    assert once["log_loss"] != local_baseline(audit, config, 1)["log_loss"]
+    assert once["log_loss"] != local_baseline(consumer, config, 1)["log_loss"]
     with pytest.raises(ConfigError, match="rounds must be an integer >= 1, got 0"):
-        local_baseline(audit, config, 0)
+        local_baseline(consumer, config, 0)

@@ -29,7 +29,7 @@ from clawfed.data.schema import category_key
 from clawfed.learning import FitConfig
 from clawfed.learning.custom import split_dotted_path
 from clawfed.learning.models import _BUILTIN_SETTINGS, MODEL_NAMES, build_model
-from clawfed.node import task_setup
+from clawfed.node import local_policy, task_setup
 
 BASE: dict[str, Any] = {
     "name": "fraud",
@@ -306,6 +306,7 @@ def test_task_keys_are_the_keys_the_node_reads() -> None:
         task_setup.STANDARDIZER,
         task_setup.ROUND,
         PROXIMAL_MU_KEY,
+        local_policy.PURPOSE,
     }
     assert {k.value for k in TaskKey} == node_keys
     assert jobspec.TRAIN_PREFIX == task_setup.TRAIN_PREFIX

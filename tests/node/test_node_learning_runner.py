@@ -25,7 +25,7 @@ from clawfed.node.learning_runner import (
 )
 from clawfed.node.runner import TaskRunner
 
-DEPTS = ("credit", "compliance", "audit")
+DEPTS = ("card", "credit", "consumer")
 METRICS = {"recall_at_1pct_fpr", "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
 
 
@@ -44,24 +44,24 @@ def standardized(job: JobSpec, runners: list[LearningRunner], **kw: Any) -> dict
 
 
 def test_is_a_task_runner(fraud_dir: Path) -> None:
-    runner: TaskRunner = runner_for(fraud_dir, "credit")
+    runner: TaskRunner = runner_for(fraud_dir, "card")
     assert callable(runner.init)
 
 
 def test_init_is_deterministic_for_a_seed_and_changes_with_it(
     fraud_dir: Path, fraud_job: JobSpec
 ) -> None:
-    credit, audit = runner_for(fraud_dir, "credit"), runner_for(fraud_dir, "audit")
+    card, consumer = runner_for(fraud_dir, "card"), runner_for(fraud_dir, "consumer")
     config = task_config(fraud_job)
-    first = credit.init(config)
+    first = card.init(config)
     assert [(s.name, s.dtype, s.shape) for s in first.spec()] == [
         ("linear.weight", "float32", (1, encoded_width())),
         ("linear.bias", "float32", (1,)),
     ]
-    again = audit.init(config)  # another department, same seed: the same weights
+    again = consumer.init(config)  # another department, same seed: the same weights
     assert all(first[n].tobytes() == again[n].tobytes() for n in first)
     other = fraud_job.model_copy(update={"train": {**fraud_job.train, "seed": 8}})
-    changed = credit.init(task_config(other))
+    changed = card.init(task_config(other))
     assert first["linear.weight"].tobytes() != changed["linear.weight"].tobytes()
 
 
@@ -91,7 +91,7 @@ def test_stats_combine_to_the_pooled_mean_and_std(fraud_dir: Path, fraud_job: Jo
 
 
 def test_stats_round_trip_through_weights(fraud_dir: Path, fraud_job: JobSpec) -> None:
-    w = runner_for(fraud_dir, "audit").stats(task_config(fraud_job))
+    w = runner_for(fraud_dir, "consumer").stats(task_config(fraud_job))
     again = moments_weights(moments_from_weights(w))
     assert all(again[n].tobytes() == w[n].tobytes() for n in w)
     with pytest.raises(DataError, match="must hold tensors count, sum and m2"):
@@ -101,21 +101,21 @@ def test_stats_round_trip_through_weights(fraud_dir: Path, fraud_job: JobSpec) -
 def test_fit_returns_a_finite_delta_of_the_model_spec(fraud_dir: Path, fraud_job: JobSpec) -> None:
     runners = [runner_for(fraud_dir, d) for d in DEPTS]
     config = standardized(fraud_job, runners, round_no=1)
-    credit = runners[0]
-    start = credit.init(config)
-    answer = credit.fit(config, start)
+    card = runners[0]
+    start = card.init(config)
+    answer = card.fit(config, start)
     assert answer.delta.spec() == start.spec()
     answer.delta.check_finite()
     assert answer.delta.l2_norm() > 0
-    assert answer.num_samples == int(credit.stats(config)["count"][0])
-    holdout = credit.evaluate(config, start).num_samples
-    assert answer.num_samples + holdout == ROWS["credit"]
-    assert holdout == pytest.approx(HOLDOUT * ROWS["credit"], abs=2)  # per class, rounded
+    assert answer.num_samples == int(card.stats(config)["count"][0])
+    holdout = card.evaluate(config, start).num_samples
+    assert answer.num_samples + holdout == ROWS["card"]
+    assert holdout == pytest.approx(HOLDOUT * ROWS["card"], abs=2)  # per class, rounded
     assert set(answer.metrics) == {"loss"} and answer.metrics["loss"] > 0
     # Deterministic for a round, different batches in another round.
-    same = credit.fit(config, start)
+    same = card.fit(config, start)
     assert all(same.delta[n].tobytes() == answer.delta[n].tobytes() for n in start)
-    later = credit.fit({**config, "round": 2}, start)
+    later = card.fit({**config, "round": 2}, start)
     assert later.delta["linear.weight"].tobytes() != answer.delta["linear.weight"].tobytes()
 
 
@@ -132,15 +132,15 @@ def test_fedprox_mu_from_the_strategy_reaches_training(fraud_dir: Path, fraud_jo
 def test_evaluate_reports_holdout_metrics(fraud_dir: Path, fraud_job: JobSpec) -> None:
     runners = [runner_for(fraud_dir, d) for d in DEPTS]
     config = standardized(fraud_job, runners)
-    audit = runners[2]
-    start = audit.init(config)
-    answer = audit.evaluate(config, start)
-    assert answer.num_samples == pytest.approx(HOLDOUT * ROWS["audit"], abs=2)
+    consumer = runners[2]
+    start = consumer.init(config)
+    answer = consumer.evaluate(config, start)
+    assert answer.num_samples == pytest.approx(HOLDOUT * ROWS["consumer"], abs=2)
     assert set(answer.metrics) <= METRICS
     assert {"accuracy", "roc_auc", "log_loss"} <= set(answer.metrics)
-    delta = audit.fit(config, start).delta
+    delta = consumer.fit(config, start).delta
     trained = Weights((n, np.add(a, delta[n])) for n, a in start.items())
-    better = audit.evaluate(config, trained)
+    better = consumer.evaluate(config, trained)
     assert better.metrics["log_loss"] < answer.metrics["log_loss"]
 
 
@@ -155,7 +155,7 @@ def test_the_dataset_is_read_once_per_job(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(learning_runner, "load_split", counting)
-    runner = runner_for(fraud_dir, "credit")
+    runner = runner_for(fraud_dir, "card")
     config = task_config(fraud_job)
     weights = runner.init(config)
     runner.stats(config)
@@ -168,17 +168,17 @@ def test_the_dataset_is_read_once_per_job(
 
 
 def test_an_edited_file_is_read_again(tmp_path: Path, fraud_dir: Path, fraud_job: JobSpec) -> None:
-    csv = tmp_path / "credit.csv"
-    text = (fraud_dir / "credit.csv").read_text(encoding="utf-8")
+    csv = tmp_path / "card.csv"
+    text = (fraud_dir / "card.csv").read_text(encoding="utf-8")
     csv.write_text(text, encoding="utf-8")
     runner = LearningRunner(
-        {"fraud": LocalData("fraud", csv, fraud_dir / "credit.harmonization.yaml")}
+        {"fraud": LocalData("fraud", csv, fraud_dir / "card.harmonization.yaml")}
     )
     config = task_config(fraud_job)
     before = int(runner.stats(config)["count"][0])
     lines = text.splitlines()
     csv.write_text("\n".join(lines + lines[1:101]) + "\n", encoding="utf-8")
-    assert int(runner.stats(config)["count"][0]) == before + 70
+    assert int(runner.stats(config)["count"][0]) == before + round((1 - HOLDOUT) * 100)
 
 
 def _with_data(job: JobSpec, round_no: int | None = None, **changes: Any) -> dict[str, ConfigValue]:
@@ -188,7 +188,7 @@ def _with_data(job: JobSpec, round_no: int | None = None, **changes: Any) -> dic
 
 
 def test_errors_name_the_dataset_and_the_column(fraud_dir: Path, fraud_job: JobSpec) -> None:
-    runner = runner_for(fraud_dir, "credit")
+    runner = runner_for(fraud_dir, "card")
     assert fraud_job.data is not None
     with pytest.raises(ConfigError, match=r"this node offers no dataset 'sales' \(it offers: fra"):
         runner.init({**task_config(fraud_job), "dataset": "sales"})
@@ -207,7 +207,7 @@ def test_errors_name_the_dataset_and_the_column(fraud_dir: Path, fraud_job: JobS
 
 
 def test_fit_needs_the_pooled_standardizer(fraud_dir: Path, fraud_job: JobSpec) -> None:
-    runner = runner_for(fraud_dir, "credit")
+    runner = runner_for(fraud_dir, "card")
     config = task_config(fraud_job)
     weights = runner.init(config)
     with pytest.raises(ConfigError, match="must run the STATS phase first"):
@@ -218,7 +218,7 @@ def test_fit_needs_the_pooled_standardizer(fraud_dir: Path, fraud_job: JobSpec) 
 
 
 def test_weights_of_another_model_are_refused(fraud_dir: Path, fraud_job: JobSpec) -> None:
-    runner = runner_for(fraud_dir, "credit")
+    runner = runner_for(fraud_dir, "card")
     config = _with_data(fraud_job, standardize=False)
     with pytest.raises(ConfigError, match="weights do not fit the model"):
         runner.fit(config, Weights({"w": np.zeros(3, np.float32)}))
@@ -234,8 +234,8 @@ def test_custom_models_need_the_node_to_allow_their_package(
     )
     config = task_config(custom)
     with pytest.raises(ConfigError, match="outside the packages this node allows"):
-        runner_for(fraud_dir, "credit").init(config)
-    allowed = LearningRunner({"fraud": local(fraud_dir, "credit")}, allowed_modules=["torch.nn"])
+        runner_for(fraud_dir, "card").init(config)
+    allowed = LearningRunner({"fraud": local(fraud_dir, "card")}, allowed_modules=["torch.nn"])
     weights = allowed.init({**config, "model.settings": json.dumps({"out_features": 1})})
     assert weights["weight"].shape == (1, encoded_width())
 
@@ -244,8 +244,8 @@ def test_bad_offers_and_configs_are_refused(tmp_path: Path, fraud_dir: Path) -> 
     with pytest.raises(ConfigError, match=r"dataset 'x': file 'x.txt' must end in .csv, .parq"):
         LearningRunner({"x": LocalData("x", tmp_path / "x.txt")})
     with pytest.raises(ConfigError, match="harmonization file .* does not exist"):
-        LearningRunner({"x": LocalData("x", fraud_dir / "credit.csv", tmp_path / "none.yaml")})
-    runner = runner_for(fraud_dir, "credit")
+        LearningRunner({"x": LocalData("x", fraud_dir / "card.csv", tmp_path / "none.yaml")})
+    runner = runner_for(fraud_dir, "card")
     with pytest.raises(ConfigError, match="'model.name' must be a non-empty string, got None"):
         runner.init({"dataset": "fraud"})
     base = {"model.name": "logistic_regression", "dataset": "fraud", "data.target": "is_fraud"}

@@ -1,4 +1,4 @@
-"""``EncodedModel``: one header, chunk messages laid out once and kept only while leased."""
+"""``EncodedModel``: one header, chunk messages laid out on demand and kept only while needed."""
 
 from __future__ import annotations
 
@@ -37,28 +37,45 @@ def test_leased_messages_reassemble_to_the_weights() -> None:
     w = model_weights()
     model = EncodedModel(w, 1024)
     with model.lease() as messages:
-        assert len(messages) == -(-model.nbytes // 1024)
-        r = Reassembler(model.header, max_total_bytes=model.nbytes)
-        for raw in messages:
-            chunk = parse_coordinator_message(raw)
-            assert isinstance(chunk, ChunkView)
-            assert chunk.payload_id == model.header.payload_id
-            r.add(chunk)
+        raws = list(messages)
+    assert len(raws) == model.num_chunks == -(-model.nbytes // 1024)
+    r = Reassembler(model.header, max_total_bytes=model.nbytes)
+    for raw in raws:
+        chunk = parse_coordinator_message(raw)
+        assert isinstance(chunk, ChunkView)
+        assert chunk.payload_id == model.header.payload_id
+        r.add(chunk)
     got = r.finish()
     for name, arr in w.items():
         np.testing.assert_array_equal(got[name], arr)
 
 
-def test_messages_are_shared_while_leased_and_dropped_after_the_last_lease() -> None:
+def test_sends_in_step_share_each_message_and_nothing_stays_behind_them() -> None:
     model = EncodedModel(model_weights(), 1024)
     assert not model.leased  # nothing laid out before the first send
-    with model.lease() as first:
-        with model.lease() as second:
-            assert second is first  # laid out once for every concurrent send
-        assert model.leased  # the first send is still under way
+    with model.lease() as first, model.lease() as second:
+        for a, b in zip(first, second, strict=True):
+            assert a is b  # built once for both sends
+            assert model.cached_messages == 0  # both have passed it: dropped at once
+    assert model.messages_built == model.num_chunks
     assert not model.leased
+
+
+def test_a_send_ahead_keeps_messages_only_for_the_send_behind_it() -> None:
+    model = EncodedModel(model_weights(), 1024)
+    n = model.num_chunks
+    with model.lease() as behind, model.lease() as ahead:
+        lead = [next(ahead) for _ in range(3)]
+        assert model.cached_messages == 3  # kept for ``behind``, which has not sent them
+        trail = [next(behind) for _ in range(2)]
+        assert trail == lead[:2] and trail[0] is lead[0]
+        assert model.cached_messages == 1  # only the one ``behind`` still needs
+        rest_ahead = list(ahead)
+        assert len(rest_ahead) == n - 3
+        assert model.cached_messages == n - 2  # everything ``behind`` has yet to send
+    assert not model.leased  # ``behind`` gave up: nothing is kept for it
     with model.lease() as again:
-        assert again == first and again is not first  # laid out anew for a later send
+        assert list(again)[0] == lead[0]  # laid out anew for a later send
     assert not model.leased
 
 

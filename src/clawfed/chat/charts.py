@@ -216,6 +216,62 @@ def compare_bar_figure(
     return fig
 
 
+@dataclass(frozen=True)
+class GroupBar:
+    """One department's value for one group (e.g. a region) in a grouped comparison."""
+
+    group: str
+    department: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if not self.group.strip() or not self.department.strip():
+            raise ChartError("every bar must name its group and its department")
+        if not math.isfinite(self.value):
+            raise ChartError(f"{self.group}/{self.department}: value must be finite")
+
+
+def grouped_bar_figure(
+    title: str,
+    y_label: str,
+    bars: Sequence[GroupBar],
+    *,
+    font: Path | None = None,
+) -> Figure:
+    """Bars side by side per group, one colour per department; each bar names its department.
+
+    Every bar carries a label "<department> <value>" above (or below, for a negative value)
+    it, so that no value is shown without its source; the legend repeats the colours.
+    """
+    if not 1 <= len(bars) <= MAX_SERIES * 2:
+        raise ChartError(f"a grouped bar chart needs 1..{MAX_SERIES * 2} bars, got {len(bars)}")
+    groups = list(dict.fromkeys(b.group for b in bars))
+    depts = list(dict.fromkeys(b.department for b in bars))
+    fp = _font(font)
+    fig = _figure()
+    ax = fig.add_subplot()
+    width = 0.8 / len(depts)
+    for j, dept in enumerate(depts):
+        mine = [b for b in bars if b.department == dept]
+        xs = [groups.index(b.group) - 0.4 + width * (j + 0.5) for b in mine]
+        drawn = ax.bar(xs, [b.value for b in mine], width, color=_COLORS[j % len(_COLORS)],
+                       label=dept)  # fmt: skip
+        labels = ax.bar_label(drawn, labels=[f"{dept}\n{b.value:+.1f}" for b in mine], padding=2)
+        for text in labels:
+            text.set_fontproperties(fp)
+            text.set_fontsize(8)
+    ax.axhline(0.0, color="#444444", linewidth=0.8)
+    ax.set_xticks(range(len(groups)), groups)
+    for label in ax.get_xticklabels():
+        label.set_fontproperties(fp)
+    ax.margins(y=0.25)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, fontproperties=fp)
+    ax.set_ylabel(y_label, fontproperties=fp)
+    ax.legend(prop=fp, loc="best")
+    return fig
+
+
 def figure_png(fig: Figure, max_bytes: int = ROBOT_IMAGE_MAX_BYTES) -> bytes:
     """Render a figure to PNG bytes, lowering the resolution until it fits ``max_bytes``."""
     dpi = float(fig.get_dpi())
@@ -254,3 +310,10 @@ def compare_bar_chart(
 ) -> bytes:
     """PNG of :func:`compare_bar_figure`."""
     return figure_png(compare_bar_figure(title, y_label, bars, percent=percent, font=font))
+
+
+def grouped_bar_chart(
+    title: str, y_label: str, bars: Sequence[GroupBar], *, font: Path | None = None
+) -> bytes:
+    """PNG of :func:`grouped_bar_figure`."""
+    return figure_png(grouped_bar_figure(title, y_label, bars, font=font))

@@ -8,7 +8,7 @@ import string
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,11 @@ class FakeWeCom:
         Callback settings used to sign and encrypt ``post_user_message`` (key generated if None).
     clock
         Wall-clock seconds for expiry, windows and CreateTime (inject a fake clock in tests).
+    profiles
+        What ``user/get`` answers per user id (``name``, ``department`` ids, ``position``,
+        ``is_leader_in_dept``); users without a profile get a minimal one.
+    departments
+        What ``department/list`` answers: WeCom department id -> name.
     """
 
     def __init__(
@@ -93,8 +98,12 @@ class FakeWeCom:
         callback_token: str = "fakeCallbackToken",
         encoding_aes_key: str | None = None,
         clock: Callable[[], float] = time.time,
+        profiles: Mapping[str, Mapping[str, Any]] | None = None,
+        departments: Mapping[int, str] | None = None,
     ) -> None:
         self.corp_id, self.corp_secret, self.agent_id = corp_id, corp_secret, agent_id
+        self.profiles = {u: dict(p) for u, p in (profiles or {}).items()}
+        self.departments = dict(departments or {1: "总部"})
         self.robot_keys = frozenset(robot_keys)
         self.users, self.parties = frozenset(users), frozenset(str(p) for p in parties)
         self.tags = frozenset(str(t) for t in tags)
@@ -283,6 +292,33 @@ class FakeWeCom:
         self._record("POST", "/cgi-bin/media/upload", params, info, reply["errcode"])
         return reply
 
+    def user_get(self, params: dict[str, str]) -> dict[str, Any]:
+        """``GET /cgi-bin/user/get?userid=U``: name, departments, position, leader flags."""
+        reply = self._token_refusal(params)
+        userid = params.get("userid", "")
+        if reply is None:
+            if not userid:
+                reply = _reply(41009, "missing userid")
+            elif userid not in self.users and userid not in self.profiles:
+                reply = _reply(60111, "userid not found")
+            else:
+                profile: dict[str, Any] = {"name": userid, "department": [], "position": ""}
+                profile |= self.profiles.get(userid, {})
+                reply = _reply(0, userid=userid, **profile)
+        self._record("GET", "/cgi-bin/user/get", params, None, reply["errcode"])
+        return reply
+
+    def department_list(self, params: dict[str, str]) -> dict[str, Any]:
+        """``GET /cgi-bin/department/list``: every department's id and name."""
+        reply = self._token_refusal(params)
+        if reply is None:
+            listed = [
+                {"id": i, "name": n, "parentid": 0} for i, n in sorted(self.departments.items())
+            ]
+            reply = _reply(0, department=listed)
+        self._record("GET", "/cgi-bin/department/list", params, None, reply["errcode"])
+        return reply
+
     def webhook_send(self, params: dict[str, str], raw: bytes) -> dict[str, Any]:
         """``POST /cgi-bin/webhook/send?key=KEY``."""
         key, body = params.get("key", ""), _json_or_none(raw)
@@ -339,6 +375,14 @@ class FakeWeCom:
             content_type = request.headers.get("content-type", "")
             raw = await request.body()
             return JSONResponse(self.media_upload(dict(request.query_params), content_type, raw))
+
+        @app.get("/cgi-bin/user/get")
+        async def user_get(request: Request) -> JSONResponse:
+            return JSONResponse(self.user_get(dict(request.query_params)))
+
+        @app.get("/cgi-bin/department/list")
+        async def department_list(request: Request) -> JSONResponse:
+            return JSONResponse(self.department_list(dict(request.query_params)))
 
         @app.post("/cgi-bin/webhook/send")
         async def webhook_send(request: Request) -> JSONResponse:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from clawfed.chat.errors import ChatError
 from clawfed.chat.nlu.commands import COMMANDS, CommandName
@@ -238,7 +240,71 @@ class ApprovalRequested:
         _texts(self, "job", "department", "requester", "purpose")
 
 
-Anomaly = MetricDropped | UpdateRefused | NodeDropped
+@dataclass(frozen=True)
+class Suspect:
+    """A department whose update deviated most in a round whose metric fell."""
+
+    department: str
+    cosine: float
+    norm_ratio: float
+    action: str  # kept, downweighted or rejected (the aggregation helper's UpdateAction)
+
+    def __post_init__(self) -> None:
+        _texts(self, "department", "action")
+        if not (math.isfinite(self.cosine) and math.isfinite(self.norm_ratio)):
+            raise NoticeError(
+                f"suspect {self.department}: cosine and norm_ratio must be finite, "
+                f"got {self.cosine!r} and {self.norm_ratio!r}"
+            )
+
+
+@dataclass(frozen=True)
+class RoundDeviations:
+    """Anomaly: the round's combined metric fell by more than the job allows, and who deviated.
+
+    Built from the engine's ``anomaly`` event with ``from_event``.
+    """
+
+    job: str
+    round: int
+    metric: str
+    previous: float
+    current: float
+    suspects: tuple[Suspect, ...]
+
+    @property
+    def department(self) -> str:
+        """The most deviating department."""
+        return self.suspects[0].department
+
+    def __post_init__(self) -> None:
+        _texts(self, "job", "metric")
+        _counts(self, "round")
+        if not self.suspects:
+            raise NoticeError("RoundDeviations needs at least one suspect")
+
+    @classmethod
+    def from_event(cls, data: Mapping[str, Any]) -> RoundDeviations:
+        """The notice of an ``anomaly`` event (``coordinator.round_extras.anomaly_event``)."""
+        suspects = tuple(
+            Suspect(str(d["department"]), float(d["cosine"]), float(d["norm_ratio"]),
+                    str(d["action"]))
+            for d in data["suspects"]
+        )  # fmt: skip
+        return cls(
+            str(data["job_id"]), int(data["round"]), str(data["metric"]),
+            float(data["previous"]), float(data["current"]), suspects,
+        )  # fmt: skip
+
+
+_ACTIONS = {
+    "kept": ("仅标记，仍计入聚合", "only flagged, still aggregated"),
+    "downweighted": ("已按策略降权", "down-weighted by policy"),
+    "rejected": ("已按策略排除", "excluded by policy"),
+}
+
+
+Anomaly = MetricDropped | UpdateRefused | NodeDropped | RoundDeviations
 Notice = (
     (JobStarted | RoundFinished | NodeJoined | NodeLost | NodeBack | VersionPublished)
     | Anomaly
@@ -416,6 +482,8 @@ def anomaly(n: Anomaly, lang: Lang = Lang.ZH, fmt: Fmt = Fmt.TEXT) -> str:
     """An anomaly (metric drop, rejected update, dropped node), naming department and reason."""
     o = _Out(lang, fmt)
     dept = o.v(n.department)
+    if isinstance(n, RoundDeviations):
+        return _deviations(n, o)
     if isinstance(n, MetricDropped):
         kind = o.t("指标下降", "metric drop")
         phrase = change_phrase(n.change, lang, fmt)
@@ -433,6 +501,30 @@ def anomaly(n: Anomaly, lang: Lang = Lang.ZH, fmt: Fmt = Fmt.TEXT) -> str:
     where = o.t(f"任务{o.job(n.job)}第{n.round}轮", f"job {o.job(n.job)}, round {n.round}")
     title = o.color(o.t(f"异常：{where}{kind}", f"Anomaly: {kind} in {where}"), "warning")
     return o.build(title, [line])
+
+
+def _deviations(n: RoundDeviations, o: _Out) -> str:
+    where = o.t(f"任务{o.job(n.job)}第{n.round}轮", f"job {o.job(n.job)}, round {n.round}")
+    title = o.color(
+        o.t(f"异常：{where}整体指标下降", f"Anomaly: combined metric fell in {where}"), "warning"
+    )
+    lines = [
+        o.t(
+            f"{o.v(n.metric)}：{n.previous:.4f} → {n.current:.4f}",
+            f"{o.v(n.metric)}: {n.previous:.4f} → {n.current:.4f}",
+        )
+    ]
+    for s in n.suspects:
+        zh, en = _ACTIONS.get(s.action, (s.action, s.action))
+        lines.append(
+            o.t(
+                f"{o.v(s.department)}的更新偏离最大（余弦 {s.cosine:+.2f}，"
+                f"范数 ×{s.norm_ratio:.2g}），处理：{o.v(zh)}",
+                f"{o.v(s.department)}: update deviates most (cosine {s.cosine:+.2f}, norm "
+                f"×{s.norm_ratio:.2g}); action: {o.v(en)}",
+            )
+        )
+    return o.build(title, lines)
 
 
 def approval_requested(n: ApprovalRequested, lang: Lang = Lang.ZH, fmt: Fmt = Fmt.TEXT) -> str:

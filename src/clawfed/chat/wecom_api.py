@@ -177,6 +177,21 @@ class WeComClient:
             raise wecom_error(code, str(data.get("errmsg", "")))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def get_json(self, path: str, params: Mapping[str, str]) -> JsonObject:
+        """GET ``path`` with the token (e.g. ``user/get``); on 40014/42001 refresh once, retry."""
+        for attempt in (1, 2):
+            query = {**params, "access_token": self.access_token()}
+            response = get_safely(self._http, "WeCom", f"{self._base}/{path}", params=query)
+            data = reply_json(response, "WeCom")
+            code = _errcode(data)
+            if code == 0:
+                return data
+            if code in TOKEN_ERRCODES and attempt == 1:
+                self.invalidate_token()
+                continue
+            raise wecom_error(code, str(data.get("errmsg", "")))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _send(self, to: Recipients, msgtype: str, payload: JsonObject) -> JsonObject:
         body: JsonObject = {**to.as_fields(), "agentid": self.agent_id, "msgtype": msgtype}
         body[msgtype] = payload

@@ -16,6 +16,7 @@ from rich.table import Table
 from clawfed.cli.common import console, find_workspace
 from clawfed.cli.federation_cmds import WorkspaceOpt
 from clawfed.coordinator.jobspec import NOOP_MODEL, parse_job
+from clawfed.coordinator.valuemap import value_change
 from clawfed.coordinator.workspace import Workspace
 from clawfed.core import ConfigError, Weights
 from clawfed.governance.artifacts import ArtifactStore
@@ -154,6 +155,7 @@ def show(
         v = resolve_version(st.registry, st.jobs, version_id)
         chain = st.registry.lineage(v.version_id)
         produced = version_round(st.jobs, v)
+        mapping = parse_job(st.jobs.get(v.job_id).spec_yaml, source=v.job_id).value
     status = check_artifact(v.artifact_path, v.sha256)
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold")
@@ -168,6 +170,11 @@ def show(
     settings = ", ".join(f"{k}={val}" for k, val in sorted(v.strategy.settings.items()))
     info.add_row("strategy", escape(f"{v.strategy.name} ({settings or 'default settings'})"))
     info.add_row("samples", str(v.num_samples))
+    change = value_change(mapping, chain[1].metrics, v.metrics) if mapping and chain[1:] else None
+    if change is not None:  # the job's ``value:`` mapping (coordinator/valuemap.py)
+        info.add_row("value", escape(f"vs {chain[1].version_id}: {change.text(zh=True)}"))
+    if "privacy.epsilon" in v.metrics:  # DP-FedAvg jobs (coordinator/secure_round.py)
+        info.add_row("privacy", _privacy_text(v.metrics))
     console.print(info)
     people = Table("node", "department", "samples", title="participants")
     for p in v.participants:
@@ -179,6 +186,15 @@ def show(
         _print_diagnostics(v, diagnostics)
     if len(chain) > 1:
         _print_drop(v, chain[1], diagnostics, metric, drop_threshold)
+
+
+def _privacy_text(m: Mapping[str, float]) -> str:
+    """``ε = 1.234 at δ = 1e-05 (target 8, σ = 1.1, C = 1)`` from a version's privacy facts."""
+    extra = [f"target {m['privacy.target_epsilon']:g}"] if "privacy.target_epsilon" in m else []
+    extra += [f"σ = {m.get('privacy.noise_multiplier', 0):.4g}"]
+    extra += [f"C = {m.get('privacy.clip_norm', 0):g}"]
+    spent = f"ε = {m['privacy.epsilon']:.3f} at δ = {m.get('privacy.delta', 0):g}"
+    return f"{spent} ({', '.join(extra)}), spent by this job so far"
 
 
 def _departments(v: ModelVersion) -> dict[str, str]:

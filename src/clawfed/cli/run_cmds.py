@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,21 +19,51 @@ from clawfed.core import ConfigError
 # learning stack (torch), which every other ``clawfed`` command would pay for at start-up.
 
 
+#: glibc's ``mallopt`` parameter for the size from which allocations are mmapped.
+_M_MMAP_THRESHOLD = -3
+#: Buffers from this size up get their own mapping, handed back to the kernel when freed.
+_MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def _return_large_buffers_to_the_kernel() -> bool:
+    """Pin glibc's mmap threshold at 1 MiB; True if it was set.
+
+    glibc raises the threshold (up to 32 MiB) each time a mapped block is freed, after which
+    the model-sized temporaries of every round (chunk buffers, aggregation blocks) come from
+    the heap, and a heap rarely shrinks: a coordinator's resident memory then grows by tens
+    of MB over its first rounds and stays there. Not glibc (musl, macOS): nothing to do.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _serve(workspace: Path | None) -> None:
+async def _serve(workspace: Path | None, web: tuple[str, int] | None) -> None:
     from clawfed.coordinator.server import Coordinator
 
     ws = find_workspace(workspace)
-    coordinator = Coordinator(ws)
+    coordinator = Coordinator(ws, web=web)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     port = await coordinator.start()
     console.print(f"coordinator [bold]{ws.settings.federation}[/] on port {port}; Ctrl-C stops")
+    if coordinator.web is not None:
+        console.print(f"dashboard and REST API at {coordinator.web.url}", highlight=False)
     try:
         await stop.wait()
     finally:
@@ -40,20 +73,34 @@ async def _serve(workspace: Path | None) -> None:
 def coordinator(
     workspace: Annotated[Path | None, typer.Argument(help="Workspace folder.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    web_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve the dashboard and REST API on this port (0: any free port).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
+    web_host: Annotated[str, typer.Option(help="Address of the dashboard.")] = "127.0.0.1",
 ) -> None:
     """Run the coordinator of the federation in WORKSPACE."""
     setup_logging(verbose)
-    asyncio.run(_serve(workspace))
+    _return_large_buffers_to_the_kernel()
+    asyncio.run(_serve(workspace, None if web_port is None else (web_host, web_port)))
 
 
-async def _run_node(kit_path: Path, data: list[str], mapping: list[str]) -> None:
+async def _run_node(
+    kit_path: Path, data: list[str], mapping: list[str], policy_path: Path | None
+) -> None:
     from clawfed.node.agent import Credentials, NodeAgent
     from clawfed.node.dispatch import DispatchRunner, parse_data_args
+    from clawfed.node.local_policy import load_node_policy
     from clawfed.security.kit import load_kit
 
     kit = load_kit(kit_path)
     datasets = parse_data_args(data, mapping)
-    runner = DispatchRunner(datasets)
+    policy = None if policy_path is None else load_node_policy(policy_path, kit.department)
+    runner = DispatchRunner(datasets, policy=policy)
     agent = NodeAgent(
         Credentials(
             kit.node_id, kit.coordinator, kit.ca_cert.encode(), kit.cert.encode(), kit.key.encode()
@@ -75,16 +122,41 @@ def node(
     mapping: Annotated[
         list[str] | None, typer.Option(help="Harmonization file as NAME=PATH; repeatable.")
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="Local policy file (YAML): tasks outside it are refused."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a department's node: dial out to the coordinator and run what it pushes."""
     setup_logging(verbose)
     if not kit.is_file():
         raise ConfigError(f"kit file {kit} does not exist; get one from `clawfed enroll`")
-    asyncio.run(_run_node(kit, data or [], mapping or []))
+    asyncio.run(_run_node(kit, data or [], mapping or [], policy))
+
+
+def predict_serve(
+    model: Annotated[Path, typer.Option(help="Text model file (safetensors) to serve.")],
+    job: Annotated[
+        Path | None,
+        typer.Option(help="Job file that trained it (needed for a bare registry version file)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free).", min=0)] = 8765,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve a department's intent model locally: POST /predict redacts, then classifies."""
+    from clawfed.node.predict_server import serve_until_stopped
+
+    setup_logging(verbose)
+    if not model.is_file():
+        raise ConfigError(f"model file {model} does not exist")
+    serve_until_stopped(
+        model, job, port, lambda url: console.print(f"predicting at {url}/predict", highlight=False)
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add these commands to the top-level app."""
     app.command()(coordinator)
     app.command()(node)
+    app.command("predict-serve")(predict_serve)

@@ -23,16 +23,21 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
 
+from clawfed.aggregation.anomaly import UpdateAction
 from clawfed.aggregation.base import ConfigValue
-from clawfed.aggregation.delta import apply_delta, check_update
-from clawfed.aggregation.fedavg import axpy
+from clawfed.aggregation.fedbuff import (
+    BufferedUpdate,
+    BufferWeighting,
+    FedBuffBuffer,
+    FedBuffSettings,
+    staleness_weight,
+)
+from clawfed.aggregation.round_details import CompressionUse, RoundDetails
+from clawfed.aggregation.round_policy import PublishedWeight
 from clawfed.coordinator.engine import (
     EventSink,
     Exclusion,
@@ -50,134 +55,33 @@ from clawfed.coordinator.gateway import (
     TaskOutcome,
     TaskRequest,
 )
-from clawfed.coordinator.jobspec import JobSpec
-from clawfed.core import ConfigError, JobError, Update, UpdateRejected, Weights
+from clawfed.coordinator.jobspec import JobSpec, task_config
+from clawfed.coordinator.phases import standardizer_phase
+from clawfed.core import (
+    JobError,
+    PayloadError,
+    TensorSpec,
+    Update,
+    UpdateRejected,
+    Weights,
+)
+from clawfed.wire.codecs import Codec, CodecName, build_codec, encoded_spec
 
 log = logging.getLogger("clawfed.coordinator.async_engine")
+
+__all__ = [
+    "AsyncRound",
+    "AsyncRoundEngine",
+    "BufferWeighting",
+    "BufferedUpdate",
+    "FedBuffBuffer",
+    "FedBuffSettings",
+    "staleness_weight",
+]
 
 
 def _ignore(kind: str, data: Mapping[str, Any]) -> None:
     del kind, data
-
-
-def _problem(err: ErrorDetails, section: str) -> str:
-    where = ".".join(str(p) for p in err["loc"]) or section
-    if err["type"] == "missing":
-        return f"{where}: setting is required"
-    if err["type"] == "extra_forbidden":
-        return f"{where}: unknown setting"
-    return f"{where}: {err['msg'].lower()}, got {err['input']!r}"
-
-
-class BufferWeighting(StrEnum):
-    """How updates in the buffer are weighted besides staleness."""
-
-    UNIFORM = "uniform"
-    SAMPLES = "samples"
-
-
-class FedBuffSettings(BaseModel):
-    """FedBuff's knobs as a job file states them.
-
-    ``buffer_size`` K updates per aggregation; ``server_lr`` η; ``staleness_exponent`` a in
-    ``(1 + s)^(−a)``; updates staler than ``max_staleness`` versions are dropped (None:
-    none is); at most ``max_concurrency`` nodes train at once (None: every participant);
-    a node whose task failed is asked again after ``retry_after_s``; the job fails when no
-    update is accepted for ``stall_timeout_s`` (None: ``round_deadline_s × (max_retries+1)``).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
-
-    buffer_size: int = Field(default=10, ge=1)
-    server_lr: float = Field(default=1.0, gt=0.0)
-    staleness_exponent: float = Field(default=0.5, ge=0.0)
-    max_staleness: int | None = Field(default=None, ge=0)
-    weighting: BufferWeighting = Field(default=BufferWeighting.UNIFORM, strict=False)
-    max_concurrency: int | None = Field(default=None, ge=1)
-    retry_after_s: float = Field(default=1.0, gt=0.0)
-    stall_timeout_s: float | None = Field(default=None, gt=0.0)
-
-    @classmethod
-    def from_job(cls, data: Mapping[str, object]) -> FedBuffSettings:
-        """Validate the ``fedbuff:`` section of a job file.
-
-        Raises
-        ------
-        ConfigError
-            Naming every unknown setting and every value that breaks its rule.
-        """
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as exc:
-            problems = "; ".join(_problem(e, "fedbuff") for e in exc.errors())
-            raise ConfigError(f"invalid fedbuff settings: {problems}") from exc
-
-
-def staleness_weight(staleness: int, exponent: float) -> float:
-    """``(1 + staleness)^(−exponent)``; 1.0 for a fresh update."""
-    if isinstance(staleness, bool) or staleness < 0:
-        raise ConfigError(f"staleness must be an integer >= 0, got {staleness!r}")
-    return float((1.0 + staleness) ** (-exponent))
-
-
-@dataclass(frozen=True)
-class BufferedUpdate:
-    """One update in a FedBuff buffer: where it started and how much it counted."""
-
-    node_id: str
-    base_version: int
-    staleness: int
-    staleness_weight: float
-    weight: float
-    num_samples: int
-
-
-class FedBuffBuffer:
-    """Streaming staleness-weighted sum of deltas (memory O(model))."""
-
-    def __init__(self, global_weights: Weights, settings: FedBuffSettings) -> None:
-        self._global = global_weights
-        self._spec = global_weights.spec()
-        self._settings = settings
-        self._acc = {n: np.zeros(a.shape, dtype=np.float64) for n, a in global_weights.items()}
-        self._total = 0.0
-        self._entries: list[BufferedUpdate] = []
-
-    def add(self, update: Update, base_version: int, version: int) -> BufferedUpdate:
-        """Fold in ``update`` computed on ``base_version`` while the model is at ``version``."""
-        check_update(update, self._spec)
-        staleness = version - base_version
-        if staleness < 0:
-            raise JobError(f"update of {update.node_id} claims future version {base_version}")
-        s = staleness_weight(staleness, self._settings.staleness_exponent)
-        w = 1.0 if self._settings.weighting is BufferWeighting.UNIFORM else update.num_samples
-        for name, acc in self._acc.items():
-            axpy(acc, update.delta[name], w * s)
-        self._total += w
-        entry = BufferedUpdate(update.node_id, base_version, staleness, s, w, update.num_samples)
-        self._entries.append(entry)
-        return entry
-
-    def count(self) -> int:
-        """Updates in the buffer."""
-        return len(self._entries)
-
-    def entries(self) -> tuple[BufferedUpdate, ...]:
-        """What was added, in order."""
-        return tuple(self._entries)
-
-    def delta(self) -> Weights:
-        """``Σ wᵢ sᵢ Δᵢ / Σ wᵢ`` (float64)."""
-        if not self._entries:
-            raise JobError("the FedBuff buffer is empty; nothing to aggregate")
-        return Weights((n, np.asarray(a / self._total)) for n, a in self._acc.items())
-
-    def result(self) -> Weights:
-        """``global + server_lr · delta()`` in each tensor's dtype."""
-        lr = self._settings.server_lr
-        return apply_delta(
-            self._global, self.delta().map(lambda a: np.multiply(a, lr, dtype=np.float64))
-        )
 
 
 @dataclass(frozen=True)
@@ -204,9 +108,11 @@ class AsyncRoundEngine:
     weights come from one node exactly as there. The strategy state stored with each round
     is ``{"mode": "fedbuff"}``: the buffer starts empty after a restart.
 
-    ``task_config(round_no)`` gives the config every fit task carries (e.g.
-    ``jobspec.task_config(spec, round_no=…)``); by default it is built from the spec the
-    way ``RoundEngine`` does. ``round_no`` of a task is the version it will help make.
+    ``task_config(round_no)`` gives the config every fit task carries; by default it is
+    ``jobspec.task_config`` of the spec, with the pooled standardizer once the STATS phase
+    ran (jobs with ``data.standardize``). ``round_no`` of a task is the version it will help
+    make. With ``compression`` in the job the nodes send encoded updates, decoded here; the
+    wire and decoded bytes of each aggregation are in its report's details.
     """
 
     def __init__(
@@ -228,6 +134,11 @@ class AsyncRoundEngine:
         self._events: EventSink = events or _ignore
         self._task_config = task_config
         self._history: list[AsyncRound] = []
+        self._standardizer: dict[str, list[float]] | None = None
+        comp = spec.compression
+        self._codec: Codec | None = None
+        if comp is not None and comp.codec is not CodecName.NONE:
+            self._codec = build_codec(comp.codec, topk_fraction=comp.topk_ratio)
 
     def history(self) -> tuple[AsyncRound, ...]:
         """The aggregations this engine made, in order."""
@@ -236,12 +147,7 @@ class AsyncRoundEngine:
     def _config(self, round_no: int) -> dict[str, Any]:
         if self._task_config is not None:
             return dict(self._task_config(round_no))
-        merged: dict[str, Any] = {"model": self._spec.model.name}
-        merged.update({f"model.{k}": v for k, v in self._spec.model.settings.items()})
-        merged.update(self._spec.train)
-        if self._spec.dataset is not None:
-            merged["dataset"] = self._spec.dataset
-        return merged
+        return dict(task_config(self._spec, round_no=round_no, standardizer=self._standardizer))
 
     def _request(self, kind: TaskKind, round_no: int, weights: Weights | None) -> TaskRequest:
         merged = self._config(round_no)
@@ -252,8 +158,32 @@ class AsyncRoundEngine:
             kind=kind,
             deadline_unix=time.time() + self._spec.round_deadline_s,
             config=merged,
-            expected=None if weights is None else weights.spec(),
+            expected=None if weights is None else self._wire_spec(kind, weights),
         )
+
+    def _wire_spec(self, kind: TaskKind, weights: Weights) -> tuple[TensorSpec, ...]:
+        spec = weights.spec()
+        if kind is not TaskKind.FIT or self._codec is None:
+            return spec
+        return encoded_spec(self._codec, spec)
+
+    def _decode(self, wire: Weights, spec: Sequence[TensorSpec]) -> Weights:
+        if self._codec is None:
+            return wire
+        try:
+            return self._codec.decode(wire, spec)
+        except PayloadError as exc:
+            raise UpdateRejected(exc.reason, f"{self._codec.name} update: {exc.detail}") from exc
+
+    async def _stats(self) -> dict[str, list[float]]:
+        spec = self._spec
+        nodes = await self._gw.wait_for_nodes(
+            spec.participants, spec.min_nodes, spec.round_deadline_s
+        )
+        return await standardizer_phase(
+            self._gw, nodes, lambda _n: self._request(TaskKind.STATS, 0, None),
+            min_nodes=spec.min_nodes, deadline_s=spec.round_deadline_s, job=spec.name,
+        )  # fmt: skip
 
     async def _initial_weights(self) -> Weights:
         last = "no node connected"
@@ -279,6 +209,11 @@ class AsyncRoundEngine:
     async def run(self) -> str | None:
         """Run until ``spec.rounds`` versions exist; return the last version id (None: none ran)."""
         progress = self._ledger.progress(self._job_id)
+        self._standardizer = progress.prep.get("standardizer")
+        data = self._spec.data
+        if data is not None and data.standardize and self._standardizer is None:
+            self._standardizer = await self._stats()
+            self._ledger.save_prep(self._job_id, {"standardizer": self._standardizer})
         weights = progress.weights
         if weights is None:
             weights = await self._initial_weights()
@@ -314,6 +249,7 @@ class _AsyncRun:
         self.rejected: list[Exclusion] = []
         self.bytes_down = 0
         self.bytes_up = 0
+        self.bytes_decoded = 0
         self.started = datetime.now(UTC)
 
     def _emit(self, kind: str, **data: Any) -> None:
@@ -380,7 +316,9 @@ class _AsyncRun:
             if outcome.weights is None:
                 raise TaskFailed(nid, FailureCode.NODE_ERROR, "fit returned no update")
             self.bytes_up += outcome.bytes_up
-            update = Update(nid, outcome.num_samples, outcome.weights, outcome.metrics)
+            delta = self.e._decode(outcome.weights, self.weights.spec())
+            self.bytes_decoded += delta.nbytes
+            update = Update(nid, outcome.num_samples, delta, outcome.metrics)
             limit = self.cfg.max_staleness
             staleness = self.version - run.base_version
             if limit is not None and staleness > limit:
@@ -444,6 +382,27 @@ class _AsyncRun:
             bytes_down=self.bytes_down,
             bytes_up=self.bytes_up,
             metrics=metrics,
+            details=self._details(),
+        )
+
+    def _details(self) -> RoundDetails:
+        """Each node's say in this aggregation (sample or unit weight × staleness discount)."""
+        said: dict[str, tuple[float, int, float]] = {}
+        for e in self.buffer.entries():
+            w, n, s = said.get(e.node_id, (0.0, 0, 1.0))
+            said[e.node_id] = (w + e.weight * e.staleness_weight, n + e.num_samples,
+                               min(s, e.staleness_weight))  # fmt: skip
+        total = sum(w for w, _, _ in said.values())
+        weights = tuple(
+            PublishedWeight(nid, n, w, w / total if total else 0.0, s, UpdateAction.KEPT, None)
+            for nid, (w, n, s) in sorted(said.items())
+        )
+        codec = self.e._codec
+        compression = None
+        if codec is not None:
+            compression = CompressionUse(str(codec.name), self.bytes_up, self.bytes_decoded)
+        return RoundDetails(
+            weights=weights, compression=compression, departments=dict(self.departments)
         )
 
     def _aggregate(self) -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from clawfed.aggregation import Strategy
+from clawfed.aggregation.contribution import ContributionRecord
 from clawfed.aggregation.errors import TooFewUpdates
+from clawfed.aggregation.round_details import RoundDetails
 from clawfed.aggregation.state import ArrayStateful
+from clawfed.coordinator.approval_gate import ParticipationGate
 from clawfed.coordinator.diagnostics import RoundDiagnostics
 from clawfed.coordinator.gateway import (
     FailureCode,
@@ -32,6 +36,7 @@ from clawfed.coordinator.phases import (
     pooled_standardizer,
     weighted_mean,
 )
+from clawfed.coordinator.round_extras import AuditSink, FactLookup, RoundExtras
 from clawfed.core import JobError, NodeInfo, Update, UpdateRejected, Weights
 
 log = logging.getLogger("clawfed.coordinator.engine")
@@ -71,6 +76,7 @@ class RoundReport:
     bytes_down: int
     bytes_up: int
     metrics: Mapping[str, float] = field(default_factory=dict)
+    details: RoundDetails | None = None  # weights, free riders, contributions, anomaly
 
     @property
     def duration_s(self) -> float:
@@ -124,6 +130,15 @@ class JobLedger(Protocol):
         ...
 
 
+@runtime_checkable
+class ContributionHistory(Protocol):
+    """A ledger that also keeps per-department contributions (``SqlLedger`` does)."""
+
+    def contribution_records(self, job_id: str) -> list[ContributionRecord]:
+        """Contributions of the job's completed rounds, round by round."""
+        ...
+
+
 EventSink = Callable[[str, Mapping[str, Any]], None]
 
 
@@ -150,14 +165,30 @@ class RoundEngine:
         spec: JobSpec,
         strategy: Strategy,
         events: EventSink = _ignore,
+        gate: ParticipationGate | None = None,
+        facts: FactLookup | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self._gw = gateway
+        self._gate = gate
         self._ledger = ledger
         self._job_id = job_id
         self._spec = spec
         self._strategy = strategy
         self._events = events
         self._standardizer: dict[str, list[float]] | None = None
+        self._private: Any = None  # secure aggregation / DP rounds (secure_round.py)
+        if spec.privacy is not None and spec.privacy.private_rounds:
+            from clawfed.coordinator.secure_round import PrivateRounds
+
+            self._private = PrivateRounds(
+                gateway, ledger, job_id=job_id, spec=spec, strategy=strategy, events=events,
+                request=self._request, finish=self._finish_report,
+            )  # fmt: skip
+        self._extras = RoundExtras(
+            gateway, spec, strategy, job_id=job_id, events=events, facts=facts, audit=audit,
+            request=self._request,
+        )  # fmt: skip
 
     async def run(self) -> str | None:
         """Run the remaining rounds; return the last version id (None if no round ran)."""
@@ -167,6 +198,8 @@ class RoundEngine:
         if isinstance(self._strategy, ArrayStateful) and progress.state_arrays is not None:
             self._strategy.load_state_arrays(progress.state_arrays)
         self._standardizer = progress.prep.get("standardizer")
+        if isinstance(self._ledger, ContributionHistory) and progress.rounds_done:
+            self._extras.load_history(self._ledger.contribution_records(self._job_id))
         data = self._spec.data
         if data is not None and data.standardize and self._standardizer is None:
             self._standardizer = await self._stats_phase()
@@ -178,6 +211,12 @@ class RoundEngine:
         for round_no in range(progress.rounds_done + 1, self._spec.rounds + 1):
             weights, version = await self._round(round_no, weights)
         return version
+
+    async def _wanted(self, round_no: int) -> Sequence[str] | None:
+        """The nodes this phase may ask: the job's participants, as the gate admits them."""
+        if self._gate is None:
+            return self._spec.participants
+        return await self._gate.wanted(round_no, self._spec.participants)
 
     def _request(
         self, kind: TaskKind, round_no: int, config: Mapping[str, Any], weights: Weights | None
@@ -201,7 +240,7 @@ class RoundEngine:
         """Pool the participants' feature moments (counts and sums only) for standardization."""
         spec = self._spec
         nodes = await self._gw.wait_for_nodes(
-            spec.participants, spec.min_nodes, spec.round_deadline_s
+            await self._wanted(0), spec.min_nodes, spec.round_deadline_s
         )
         answers = await ask_all(
             self._gw, nodes, lambda _n: self._request(TaskKind.STATS, 0, {}, None), None,
@@ -237,7 +276,7 @@ class RoundEngine:
         last = "no node connected"
         for _attempt in range(self._spec.max_retries + 1):
             nodes = await self._gw.wait_for_nodes(
-                self._spec.participants, 1, self._spec.round_deadline_s
+                await self._wanted(0), 1, self._spec.round_deadline_s
             )
             for node in nodes:
                 request = self._request(TaskKind.INIT, 0, {}, None)
@@ -262,7 +301,11 @@ class RoundEngine:
         last_reason = ""
         attempts = self._spec.max_retries + 1
         for attempt in range(1, attempts + 1):
-            result = await self._attempt(round_no, attempt, weights)
+            if self._private is not None:
+                wanted = await self._wanted(round_no)
+                result = await self._private.attempt(round_no, attempt, weights, wanted)
+            else:
+                result = await self._attempt(round_no, attempt, weights)
             if isinstance(result, tuple):
                 return result
             last_reason = result
@@ -311,7 +354,7 @@ class RoundEngine:
         started = datetime.now(UTC)
         spec = self._spec
         nodes = await self._gw.wait_for_nodes(
-            spec.participants, spec.min_nodes, spec.round_deadline_s
+            await self._wanted(round_no), spec.min_nodes, spec.round_deadline_s
         )
         if len(nodes) < spec.min_nodes:
             reason = f"only {len(nodes)} of min_nodes={spec.min_nodes} node(s) connected"
@@ -325,11 +368,14 @@ class RoundEngine:
             return reason
         instructions = self._strategy.configure(round_no, nodes)
         departments = {n.node_id: n.department for n in nodes}
-        aggregator = self._strategy.aggregator(weights, round_no)
+        aggregator = self._extras.collector(round_no, weights, nodes)
+        wire_spec = self._extras.wire_spec(weights)
         diagnostics = RoundDiagnostics(weights, seed=round_no)
         model: OutboundModel = self._gw.prepare(weights)
         requests = {
-            i.node_id: self._request(TaskKind.FIT, round_no, i.config, weights)
+            i.node_id: dataclasses.replace(
+                self._request(TaskKind.FIT, round_no, i.config, weights), expected=wire_spec
+            )
             for i in instructions
         }
         self._events(
@@ -365,10 +411,9 @@ class RoundEngine:
                     if outcome.weights is None:
                         raise TaskFailed(node_id, FailureCode.NODE_ERROR, "fit returned no update")
                     bytes_up += outcome.bytes_up
-                    aggregator.add(
-                        Update(node_id, outcome.num_samples, outcome.weights, outcome.metrics)
-                    )
-                    diagnostics.add(node_id, outcome.weights)
+                    delta = self._extras.decode(outcome, weights.spec())
+                    aggregator.add(Update(node_id, outcome.num_samples, delta, outcome.metrics))
+                    diagnostics.add(node_id, delta)
                 except UpdateRejected as exc:
                     rejected.append(Exclusion(node_id, str(exc.reason), exc.detail))
                     self._events(
@@ -447,12 +492,17 @@ class RoundEngine:
             return str(exc)
         new_weights.check_finite()
         report = await self._finish_report(report, new_weights, diagnostics)
+        details = await self._extras.details(
+            round_no, weights, aggregator, report.metrics, departments
+        )
+        report = _with_details(report, details)
         arrays = (
             self._strategy.state_arrays() if isinstance(self._strategy, ArrayStateful) else None
         )
         version = self._ledger.complete_round(
             report, new_weights, self._strategy.state_dict(), arrays
         )
+        self._extras.published(round_no, version, details)
         self._events(
             "round_completed",
             {"job_id": self._job_id, "round": round_no, "version": version, "report": report},
@@ -466,5 +516,23 @@ def _with_metrics(
     return RoundReport(
         report.job_id, report.round_no, report.attempt, report.started_at, report.finished_at,
         tuple(parts), report.dropped, report.rejected, report.bytes_down, report.bytes_up,
-        dict(metrics),
+        dict(metrics), report.details,
     )  # fmt: skip
+
+
+def _with_details(report: RoundReport, details: RoundDetails) -> RoundReport:
+    """``report`` with ``details``; updates left out by policy move to ``rejected``."""
+    out = {w.node_id: w for w in details.weights if w.action == "rejected"}
+    flags = {f.node_id: f for f in details.free_riders}
+    rejected = list(report.rejected)
+    for node_id in sorted(out):
+        flag = flags.get(node_id)
+        reason = "free_rider" if flag is not None else "zero_weight"
+        why = flag.evidence if flag is not None else "its aggregation weight is 0"
+        rejected.append(Exclusion(node_id, reason, why))
+    return dataclasses.replace(
+        report,
+        participants=tuple(p for p in report.participants if p.node_id not in out),
+        rejected=tuple(rejected),
+        details=details,
+    )

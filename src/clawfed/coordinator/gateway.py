@@ -19,6 +19,12 @@ class TaskKind(StrEnum):
     EVALUATE = "evaluate"
     INIT = "init"
     STATS = "stats"
+    QUERY = "query"  # a federated query: per-group aggregates of the model's error, no rows
+    # secure aggregation, one kind per phase (coordinator/secure_round.py)
+    SECAGG_ADVERTISE = "secagg_advertise"
+    SECAGG_SHARE = "secagg_share"
+    SECAGG_MASK = "secagg_mask"
+    SECAGG_UNMASK = "secagg_unmask"
 
 
 class FailureCode(StrEnum):

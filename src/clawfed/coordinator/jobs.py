@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from clawfed.aggregation.fedbuff import FedBuffSettings
+from clawfed.aggregation.quality_weighted import NodeFact
 from clawfed.aggregation.registry import build_strategy
-from clawfed.coordinator.engine import RoundEngine
-from clawfed.coordinator.jobspec import JobSpec, parse_job
+from clawfed.coordinator.approval_gate import ApprovalGate
+from clawfed.coordinator.async_engine import AsyncRoundEngine
+from clawfed.coordinator.engine import RoundEngine, RoundReport
+from clawfed.coordinator.jobspec import JobMode, JobSpec, parse_job
 from clawfed.coordinator.ledger import SqlLedger
 from clawfed.core import ClawfedError, ConfigError, JobError, NotFoundError
 from clawfed.governance.jobs import JobRecord, JobStatus, JobStore
@@ -156,16 +161,74 @@ class JobRunner:
         self._tasks[job_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
 
-    async def _run(self, job_id: str, spec: JobSpec) -> None:
+    def _engine(self, job_id: str, spec: JobSpec) -> RoundEngine | AsyncRoundEngine:
+        """The job's engine: FedBuff for ``mode: async``, the round engine otherwise."""
+        if spec.mode is JobMode.ASYNC:
+            return AsyncRoundEngine(
+                self._c.hub,
+                self.ledger,
+                job_id=job_id,
+                spec=spec,
+                settings=spec.fedbuff or FedBuffSettings(),
+                events=self._audited_events(job_id, spec),
+            )
         strategy = build_strategy(spec.strategy.name, spec.strategy.settings)
-        engine = RoundEngine(
+        return RoundEngine(
             self._c.hub,
             self.ledger,
             job_id=job_id,
             spec=spec,
             strategy=strategy,
-            events=self._c.events,
+            events=self._audited_events(job_id, spec),
+            gate=ApprovalGate(self._c.db, self._c.audit, job_id, spec, events=self._c.events),
+            facts=lambda node_id: self._dataset_fact(node_id, spec.dataset),
+            audit=lambda action, depts, detail: self._audit_round(job_id, action, depts, detail),
         )
+
+    def _audited_events(
+        self, job_id: str, spec: JobSpec
+    ) -> Callable[[str, Mapping[str, Any]], None]:
+        """The engine's event sink: every completed round also leaves a data-use record.
+
+        The record says whose data the new version was trained on, for which purpose, with
+        how many rows and how many left out for lack of consent (counts only, never rows).
+        """
+
+        def sink(kind: str, data: Mapping[str, Any]) -> None:
+            report = data.get("report") if kind == "round_completed" else None
+            if isinstance(report, RoundReport):
+                self._audit_round(
+                    job_id,
+                    "round.data_use",
+                    sorted({p.department or p.node_id for p in report.participants}),
+                    data_use_detail(report, spec, str(data.get("version", ""))),
+                )
+            self._c.events(kind, data)
+
+        return sink
+
+    def _dataset_fact(self, node_id: str, dataset: str | None) -> NodeFact | None:
+        """Rows and quality score of the dataset ``node_id`` offers for the job (its Hello)."""
+        session = self._c.hub.get(node_id)
+        if session is None or dataset is None:
+            return None
+        return dataset_fact(session.datasets.get(dataset))
+
+    def _audit_round(
+        self, job_id: str, action: str, departments: Sequence[str], detail: Mapping[str, Any]
+    ) -> None:
+        self._c.audit.append(
+            actor="coordinator",
+            role="system",
+            action=action,
+            resource=f"job:{job_id}",
+            departments=list(departments),
+            detail=dict(detail),
+            outcome="ok",
+        )
+
+    async def _run(self, job_id: str, spec: JobSpec) -> None:
+        engine = self._engine(job_id, spec)
         self._c.events("job_started", {"job_id": job_id, "rounds": spec.rounds})
         try:
             version = await engine.run()
@@ -187,3 +250,60 @@ class JobRunner:
             return
         self._set_status(job_id, JobStatus.COMPLETED, f"final version {version}")
         self._c.events("job_completed", {"job_id": job_id, "version": version})
+
+
+def dataset_fact(metadata_json: str | None) -> NodeFact | None:
+    """Rows and data-quality score from a dataset's Hello metadata (None when it has neither).
+
+    A profiled dataset (``data.profile``) gives both; a bare file gives its row count and
+    no quality (the weighting's ``default_quality`` then applies).
+    """
+    if not metadata_json:
+        return None
+    try:
+        meta = json.loads(metadata_json)
+    except ValueError:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    profile = meta.get("profile")
+    rows: object = meta.get("rows")
+    quality: object = None
+    if isinstance(profile, dict):
+        rows = profile.get("rows")
+        q = profile.get("quality")
+        quality = q.get("score") if isinstance(q, dict) else None
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        return None
+    if isinstance(quality, bool) or not isinstance(quality, int | float):
+        return None
+    if not 0.0 <= float(quality) <= 1.0:
+        return None
+    return NodeFact(num_samples=rows, quality=float(quality), contribution=0.0)
+
+
+#: Per-participant counts a round's data-use record copies from the node's metrics.
+_DATA_USE_COUNTS = ("rows_used", "rows_excluded_no_consent")
+
+
+def data_use_detail(report: RoundReport, spec: JobSpec, version: str) -> dict[str, Any]:
+    """The audit detail of one completed round: version, purpose, and each department's use."""
+    used = []
+    for p in report.participants:
+        entry: dict[str, Any] = {
+            "node": p.node_id,
+            "department": p.department or p.node_id,
+            "samples": p.num_samples,
+        }
+        for key in _DATA_USE_COUNTS:
+            value = p.metrics.get(key, p.metrics.get(f"train_{key}"))
+            if value is not None:
+                entry[key] = int(value)
+        used.append(entry)
+    return {
+        "round": report.round_no,
+        "version": version,
+        "dataset": spec.dataset,
+        "purpose": spec.purpose,
+        "participants": used,
+    }

@@ -9,6 +9,8 @@ defines its keys (``TaskKey`` lists them)::
     model.custom            str    ``package.module:ClassName`` (instead of ``model.name``)
     model.settings          str    JSON object of the model's settings (``{"hidden": [32]}``)
     dataset                 str    name of the dataset each node offers for this job
+    purpose                 str    what the job uses the data for (nodes check it against
+                                   their local policy); absent when the job names none
     data.target             str    target column (shared name, after harmonization)
     data.features           str    JSON list of feature columns, in encoding order
     data.types              str    JSON object column -> numeric | categorical | binary
@@ -20,6 +22,10 @@ defines its keys (``TaskKey`` lists them)::
     train.epochs … train.seed      the ``FitConfig`` fields (all of them, defaults filled in)
     round                   int    round number of a fit task (varies the batch order)
     proximal_mu             float  FedProx's μ, added per round by the ``fedprox`` strategy
+    compression.codec       str    ``fp16``, ``int8`` or ``topk``: how the node encodes its update
+    compression.topk_ratio  float  share of each tensor's entries ``topk`` sends
+    compression.error_feedback bool whether the node keeps what a lossy codec dropped
+                                   (the three are absent when the job does not compress)
 
 ``data.*`` keys (and ``dataset``) are absent when the job has no ``data`` section (``noop``).
 """
@@ -45,8 +51,23 @@ from pydantic import (
     model_validator,
 )
 
+from clawfed.aggregation.fedbuff import FedBuffSettings
+from clawfed.aggregation.free_riders import FreeRiderSettings
+from clawfed.aggregation.job_options import (
+    AnomalyOptions,
+    ContributionOptions,
+    WeightingOptions,
+    check_sections,
+    policy_shorthand,
+)
+from clawfed.aggregation.job_options import (
+    JobMode as JobMode,  # re-exported: jobs and tests name the mode from here
+)
+from clawfed.coordinator.privacy_spec import PrivacySpec
+from clawfed.coordinator.valuemap import ValueMapping
 from clawfed.core import ConfigError
 from clawfed.learning.trainer import FitConfig
+from clawfed.wire.codecs import CODEC_KEY, ERROR_FEEDBACK_KEY, TOPK_RATIO_KEY, CodecName
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -61,12 +82,19 @@ ColumnKind = Literal["numeric", "categorical", "binary"]
 
 #: Built-in model names; mirrors ``clawfed.learning.models.MODEL_NAMES`` (kept torch-free here).
 BUILTIN_MODELS: tuple[str, ...] = ("logistic_regression", "mlp")
+#: Built-in regression models (MSE loss, MAE/RMSE); mirrors ``learning.regression``.
+REGRESSION_MODELS: tuple[str, ...] = ("linear_regression", "mlp_regressor")
+#: Text models (hashed n-grams of a text column); mirrors ``learning.text_classifier``.
+TEXT_MODELS: tuple[str, ...] = ("text_classifier",)
 #: The framework-only model (zeros; measures the round overhead).
 NOOP_MODEL = "noop"
 #: Settings each model accepts; mirrors ``learning.models`` and ``node.runner.NoopRunner``.
 MODEL_SETTINGS: Mapping[str, tuple[str, ...]] = {
     "logistic_regression": (),
     "mlp": ("hidden", "dropout"),
+    "linear_regression": (),
+    "mlp_regressor": ("hidden", "dropout"),
+    "text_classifier": ("classes", "buckets", "dim", "min_n", "max_n", "max_tokens"),
     NOOP_MODEL: ("params", "sleep_s"),
 }
 #: ``FitConfig`` fields a job file may set under ``train`` (``proximal_mu`` comes from fedprox).
@@ -81,6 +109,7 @@ class TaskKey(StrEnum):
     MODEL_CUSTOM = "model.custom"
     MODEL_SETTINGS = "model.settings"
     DATASET = "dataset"
+    PURPOSE = "purpose"
     TARGET = "data.target"
     FEATURES = "data.features"
     TYPES = "data.types"
@@ -90,6 +119,29 @@ class TaskKey(StrEnum):
     STANDARDIZER = "data.standardizer"
     ROUND = "round"
     PROXIMAL_MU = "proximal_mu"
+
+
+#: The job-file sections the aggregation helper's code reads.
+AGGREGATION_SECTIONS = ("weighting", "contribution", "free_riders", "compression", "anomaly")
+
+
+def _codec_shorthand(value: Any) -> Any:
+    return {"codec": value} if isinstance(value, str) else value
+
+
+class CompressionSpec(BaseModel):
+    """How nodes encode their updates: ``none``, ``fp16``, ``int8`` or ``topk``.
+
+    ``topk`` sends the ``topk_ratio`` share of each tensor's largest entries; with
+    ``error_feedback`` the node keeps what a lossy codec dropped and adds it to its next
+    update (``wire.codecs.ErrorFeedback``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    codec: CodecName = CodecName.NONE
+    topk_ratio: float = Field(default=0.01, gt=0.0, le=1.0)
+    error_feedback: bool = True
 
 
 #: Prefix of the ``train.<field>`` keys.
@@ -137,7 +189,8 @@ class ModelSpec(BaseModel):
         if known is None:
             raise ValueError(
                 f"unknown model {self.name!r}; known models are "
-                f"{', '.join((*BUILTIN_MODELS, NOOP_MODEL))} (or use `custom`)"
+                f"{', '.join((*BUILTIN_MODELS, *REGRESSION_MODELS, *TEXT_MODELS, NOOP_MODEL))} "
+                "(or use `custom`)"
             )
         unknown = sorted(k for k in self.settings if k not in known)
         if unknown:
@@ -174,6 +227,13 @@ def _check_setting(model: str, key: str, value: Setting) -> None:
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not (isinstance(value, int | float) and number and 0.0 <= float(value) < 1.0):
             raise ValueError(f"{where} must be a number in [0, 1), got {value!r}")
+    elif key == "classes":
+        labels = value if isinstance(value, list) else []
+        if len(labels) < 2 or len({str(c) for c in labels}) != len(labels):
+            raise ValueError(f"{where} must list at least 2 distinct labels, got {value!r}")
+    elif key in ("buckets", "dim", "min_n", "max_n", "max_tokens"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where} must be an integer >= 1, got {value!r}")
 
 
 class StrategySpec(BaseModel):
@@ -259,6 +319,19 @@ class JobSpec(BaseModel):
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     train: dict[str, Scalar] = Field(default_factory=dict)
     evaluate_every: int = Field(default=1, ge=0)
+    mode: JobMode = JobMode.SYNC
+    fedbuff: FedBuffSettings | None = None
+    weighting: WeightingOptions | None = None
+    contribution: ContributionOptions | None = None
+    free_riders: Annotated[FreeRiderSettings | None, BeforeValidator(policy_shorthand)] = None
+    compression: Annotated[CompressionSpec | None, BeforeValidator(_codec_shorthand)] = None
+    anomaly: AnomalyOptions | None = None
+    #: What the job uses the departments' data for; sent to every node with each task.
+    purpose: str | None = Field(default=None, min_length=1, max_length=500)
+    #: Whether each department's head must approve (for ``purpose``) before its data is used.
+    requires_approval: bool = False
+    privacy: PrivacySpec | None = None  # secure aggregation, DP (coordinator/privacy_spec.py)
+    value: ValueMapping | None = None  # business value of a metric change (valuemap.py)
 
     @field_validator("name")
     @classmethod
@@ -320,6 +393,11 @@ class JobSpec(BaseModel):
                 f"min_nodes is {self.min_nodes} but only {len(self.participants)} "
                 "participant(s) are listed"
             )
+        if self.requires_approval and (self.purpose is None or not self.purpose.strip()):
+            raise ValueError(
+                "requires_approval is true, so the job must name its `purpose` (the use each "
+                "department's head approves)"
+            )
         if self.model.name != NOOP_MODEL:
             missing = [f for f in ("dataset", "data") if getattr(self, f) is None]
             if missing:
@@ -327,7 +405,26 @@ class JobSpec(BaseModel):
                     f"model {self.model.label} trains on data: add "
                     f"{' and '.join(f'`{m}`' for m in missing)} to the job file"
                 )
+        if self.privacy is not None:
+            self.privacy.check_job(self.participants, self.min_nodes, self.strategy.name)
+        self._check_aggregation()
         return self
+
+    def _check_aggregation(self) -> None:
+        """Weighting, free riders, compression and mode must suit the rest of the job."""
+        sections = (*AGGREGATION_SECTIONS, "privacy", "fedbuff")
+        check_sections(
+            strategy=self.strategy.name,
+            mode=self.mode,
+            present={s for s in sections if getattr(self, s) is not None},
+            policy=None if self.free_riders is None else self.free_riders.policy,
+            private_rounds=self.privacy is not None and self.privacy.private_rounds,
+            requires_approval=self.requires_approval,
+        )
+
+    def anomaly_options(self) -> AnomalyOptions:
+        """The ``anomaly`` section, defaults filled in when the job has none."""
+        return self.anomaly or AnomalyOptions()
 
     def fit_config(self) -> FitConfig:
         """The local training settings, defaults filled in (``proximal_mu`` stays 0)."""
@@ -389,6 +486,8 @@ def task_config(
     out[TaskKey.MODEL_SETTINGS] = _dumps(spec.model.settings)
     if spec.dataset is not None:
         out[TaskKey.DATASET] = spec.dataset
+    if spec.purpose is not None:
+        out[TaskKey.PURPOSE] = spec.purpose
     data = spec.data
     if data is not None:
         out[TaskKey.TARGET] = data.target
@@ -407,6 +506,12 @@ def task_config(
         out[TaskKey.ROUND] = round_no
     if standardizer is not None:
         out[TaskKey.STANDARDIZER] = _standardizer_json(spec, standardizer)
+    if spec.privacy is not None and spec.privacy.dp_sgd is not None:  # dpsgd.* keys
+        out.update(spec.privacy.dp_sgd.task_config(spec.rounds))
+    if spec.compression is not None and spec.compression.codec is not CodecName.NONE:
+        out[CODEC_KEY] = str(spec.compression.codec)
+        out[TOPK_RATIO_KEY] = spec.compression.topk_ratio
+        out[ERROR_FEEDBACK_KEY] = spec.compression.error_feedback
     return {str(k): v for k, v in out.items()}
 
 

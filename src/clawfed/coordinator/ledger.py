@@ -9,14 +9,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from clawfed.aggregation.contribution import ContributionRecord
 from clawfed.coordinator.engine import Progress, RoundReport
 from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.round_extras import contribution_entries, contribution_records
 from clawfed.core import NotFoundError, StoreError, Weights
 from clawfed.governance.artifacts import ArtifactStore
 from clawfed.governance.db import Database
 from clawfed.governance.jobs import JobStore
 from clawfed.governance.registry import ModelRegistry, Participant, StrategyInfo
-from clawfed.governance.rounds import DroppedNode, RejectedNode, RoundOutcome
+from clawfed.governance.rounds import (
+    ContributionStore,
+    DroppedNode,
+    RejectedNode,
+    RoundOutcome,
+)
 
 _INITIAL = "initial.json"
 _PREP = "prep.json"
@@ -38,6 +45,7 @@ class SqlLedger:
     def __init__(self, db: Database, artifacts_root: Path) -> None:
         self._jobs = JobStore(db)
         self._registry = ModelRegistry(db)
+        self._contributions = ContributionStore(db)
         self._root = artifacts_root
 
     def _store(self, job_id: str) -> ArtifactStore:
@@ -132,6 +140,13 @@ class SqlLedger:
             bytes_down=report.bytes_down,
             bytes_up=report.bytes_up,
         )
+        if report.details is not None:  # written first; readers see it once the round completes
+            self._contributions.record_round(
+                report.job_id,
+                report.round_no,
+                report.details.to_json(),
+                contribution_entries(report.round_no, report.details),
+            )
         done = self._jobs.complete_round(
             report.job_id,
             outcome,
@@ -140,6 +155,10 @@ class SqlLedger:
             new_state=state,
         )
         return done.version.version_id
+
+    def contribution_records(self, job_id: str) -> list[ContributionRecord]:
+        """Contributions of the job's completed rounds (the engine's weighting history)."""
+        return contribution_records(self._contributions.entries(job_id))
 
     def record_failed_attempt(
         self, report: RoundReport, reason: str, *, final: bool = False

@@ -121,3 +121,28 @@ def merge(*parts: Mapping[str, Any]) -> dict[str, Any]:
     for p in parts:
         out.update(p)
     return out
+
+
+async def standardizer_phase(
+    gateway: NodeGateway,
+    nodes: Sequence[NodeInfo],
+    make: Callable[[NodeInfo], TaskRequest],
+    *,
+    min_nodes: int,
+    deadline_s: float,
+    job: str,
+) -> dict[str, list[float]]:
+    """Ask ``nodes`` for their feature moments (STATS tasks) and pool them.
+
+    Raises
+    ------
+    JobError
+        When fewer than ``min_nodes`` answer before the deadline.
+    """
+    answers = await ask_all(gateway, nodes, make, None, deadline_s)
+    if len(answers.outcomes) < min_nodes:
+        raise JobError(
+            f"job {job}: only {len(answers.outcomes)} node(s) sent data statistics, "
+            f"min_nodes={min_nodes} ({describe_failures(answers.failures)})"
+        )
+    return pooled_standardizer(answers.outcomes)

@@ -34,6 +34,7 @@ from clawfed.wire._proto import federation_pb2 as pb
 from clawfed.wire._proto import federation_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
+    from clawfed.api.serve import WebServer
     from clawfed.chat.service import ChatService
 
 log = logging.getLogger("clawfed.coordinator")
@@ -50,8 +51,11 @@ def _serialize(message: pb.CoordinatorMessage | bytes) -> bytes:
 class Coordinator:
     """Owns every long-lived part of a running coordinator."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, *, web: tuple[str, int] | None = None) -> None:
         self.ws = workspace
+        #: (host, port) of the REST API and dashboard; None serves neither (port 0: any).
+        self.web_address = web
+        self.web: WebServer | None = None
         s = workspace.settings
         self.db = workspace.database()
         self.db.upgrade()
@@ -73,9 +77,13 @@ class Coordinator:
         self.jobs = JobRunner(self)
         if self.chat is not None:
             self.listeners.append(self.chat.handle)
+        from clawfed.coordinator.approval_gate import RefusalAuditor
+
+        self.listeners.append(RefusalAuditor(self.db, self.audit))
         self._server: aio.Server | None = None
         self._gate: TlsGate | None = None
         self._monitor: asyncio.Task[None] | None = None
+        self._stall_watch: asyncio.Task[None] | None = None
         self.port = 0
 
     # ---- lifecycle --------------------------------------------------------------------
@@ -121,11 +129,22 @@ class Coordinator:
         )
         self.port = self._gate.start()
         self._monitor = asyncio.create_task(self._watch_heartbeats())
+        self._stall_watch = asyncio.create_task(
+            self.hub.watch_stalls(self.ws.settings.heartbeat_interval_s)
+        )
         self.jobs.resume_all()
+        if self.web_address is not None:
+            from clawfed.api.serve import WebServer
+
+            self.web = WebServer(self, *self.web_address)
+            log.info("dashboard and REST API at %s", await self.web.start())
         if self.chat is not None:
             url = self.chat.start()
             if url:
                 log.info("chat callback endpoint at %s", url)
+            from clawfed.coordinator.query import attach_to_chat
+
+            attach_to_chat(self)  # regional questions in chat run as federated queries
         log.info(
             "coordinator %s listening on %s:%d (mutual TLS)", s.federation, s.bind_host, self.port
         )
@@ -135,10 +154,13 @@ class Coordinator:
         """Stop jobs, sessions, the gate and the server; bounded waits only."""
         if self.chat is not None:
             self.chat.stop()  # first, so shutdown disconnects are not announced as node loss
+        if self.web is not None:
+            await self.web.stop()
         await self.jobs.stop_all()
-        if self._monitor is not None:
-            self._monitor.cancel()
-            await asyncio.gather(self._monitor, return_exceptions=True)
+        for watcher in (self._monitor, self._stall_watch):
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
         if self._gate is not None:
             await asyncio.to_thread(self._gate.stop)
         if self._server is not None:

@@ -46,6 +46,11 @@ _KIND_TO_PB = {
     TaskKind.EVALUATE: pb.TASK_KIND_EVALUATE,
     TaskKind.INIT: pb.TASK_KIND_INIT,
     TaskKind.STATS: pb.TASK_KIND_STATS,
+    TaskKind.QUERY: pb.TASK_KIND_QUERY,
+    TaskKind.SECAGG_ADVERTISE: pb.TASK_KIND_SECAGG_ADVERTISE,
+    TaskKind.SECAGG_SHARE: pb.TASK_KIND_SECAGG_SHARE,
+    TaskKind.SECAGG_MASK: pb.TASK_KIND_SECAGG_MASK,
+    TaskKind.SECAGG_UNMASK: pb.TASK_KIND_SECAGG_UNMASK,
 }
 
 
@@ -62,6 +67,13 @@ SESSION_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.http2.lookahead_bytes", 1 << 20),
     ("grpc.http2.max_frame_size", 1 << 20),
 )
+
+
+#: A sender mid-update must deliver a chunk at least this many heartbeat intervals apart;
+#: silence beyond that is a stall, and the update is rejected so its memory slot is freed.
+STALL_INTERVALS = 2.0
+#: Ticks of the stall watch per heartbeat interval.
+_STALL_TICKS_PER_INTERVAL = 4
 
 
 SessionContext = aio.ServicerContext[pb.NodeMessage | ChunkView, pb.CoordinatorMessage | bytes]
@@ -93,6 +105,10 @@ class NodeSession:
         self._wlock = asyncio.Lock()
         self._pending: dict[str, _Pending] = {}
         self._receiving: _Pending | None = None
+        self._announced: _Pending | None = None  # header in, waiting for a memory slot
+        self._chunks_seen = 0  # chunks read so far, for the stall watch
+        self._stall_mark = 0  # ``_chunks_seen`` at the stall watch's last tick
+        self._stall_idle_s = 0.0  # time without a chunk while receiving (on-time ticks only)
         self._discard: str | None = None  # payload id whose chunks are thrown away
         self._holding_memory = False
         self._awaiting_memory = False
@@ -106,6 +122,19 @@ class NodeSession:
     def busy_receiving(self) -> bool:
         """Receiving an update, or waiting for memory to receive one (no heartbeats then)."""
         return self._receiving is not None or self._awaiting_memory
+
+    @property
+    def receiving_progress(self) -> tuple[int, int] | None:
+        """(bytes received, bytes announced) of the update being received, else None."""
+        pending = self._receiving
+        if pending is None or pending.reassembler is None:
+            return None
+        return pending.reassembler.received_bytes, pending.reassembler.total_bytes
+
+    @property
+    def holding_memory(self) -> bool:
+        """Whether this session holds one of the hub's memory slots (receiving an update)."""
+        return self._holding_memory
 
     @property
     def write_busy(self) -> bool:
@@ -187,11 +216,13 @@ class NodeSession:
                     break
                 self.last_seen = time.monotonic()
                 if isinstance(message, ChunkView):
+                    self._chunks_seen += 1
                     self._on_chunk(message)
                     continue
                 assert isinstance(message, pb.NodeMessage)
                 kind = message.WhichOneof("body")
                 if kind == "chunk":
+                    self._chunks_seen += 1
                     self._on_chunk(message.chunk)
                     continue
                 if self._receiving is not None:
@@ -210,7 +241,12 @@ class NodeSession:
             self.close_reason = str(exc)
             log.warning("%s: %s", self.info.node_id, exc)
         except asyncio.CancelledError:
-            self.close_reason = self.close_reason or "session closed by the coordinator"
+            if not self.close_reason:
+                self.close_reason = (
+                    "the node hung up (stream cancelled)"
+                    if self._ctx.cancelled()
+                    else "the stream was cancelled (the node hung up or the coordinator stopped)"
+                )
             raise
         finally:
             self._close()
@@ -219,6 +255,16 @@ class NodeSession:
         if self._receiving is not None:
             self._fail_receiving(
                 RejectReason.TRUNCATED, f"the stream ended mid-update ({self.close_reason})"
+            )
+        announced = self._announced
+        if announced is not None and not announced.future.done():
+            # the header arrived, the bytes did not: the update is cut off, not merely absent
+            announced.future.set_exception(
+                UpdateRejected(
+                    RejectReason.TRUNCATED,
+                    "the stream ended after the update's header, before its bytes "
+                    f"(while waiting for a memory slot; {self.close_reason})",
+                )
             )
         for pending in self._pending.values():
             if not pending.future.done():
@@ -275,11 +321,15 @@ class NodeSession:
             )
             return
         self._awaiting_memory = True
+        self._announced = pending
         try:
             await self._hub.memory.acquire()  # back-pressure: stop reading until there is room
         finally:
             self._awaiting_memory = False
+        self._announced = None  # left set when cancelled: ``_close`` rejects it as truncated
         self._holding_memory = True
+        self._stall_mark = self._chunks_seen
+        self._stall_idle_s = 0.0
         try:
             pending.reassembler = Reassembler(
                 header, max_total_bytes=limit, expected=pending.request.expected
@@ -348,6 +398,34 @@ class NodeSession:
         if not pending.future.done():
             pending.future.set_result(outcome)
 
+    def check_stall(self, elapsed_s: float, limit_s: float) -> bool:
+        """One tick of the stall watch; True if the update under way was rejected as stalled.
+
+        ``elapsed_s`` is the time since the previous tick, counted only when that tick came
+        on time (0 after the event loop was blocked, when unread chunks may be waiting), so
+        a busy coordinator never blames its own delay on the sender.
+        """
+        pending = self._receiving
+        if pending is None or pending.reassembler is None:
+            return False
+        if self._chunks_seen != self._stall_mark:
+            self._stall_mark = self._chunks_seen
+            self._stall_idle_s = 0.0
+            return False
+        self._stall_idle_s += elapsed_s
+        if self._stall_idle_s <= limit_s:
+            return False
+        r = pending.reassembler
+        self._discard = r.payload_id  # chunks that still come are dropped quietly
+        self._fail_receiving(
+            RejectReason.TRUNCATED,
+            f"the sender stalled mid-update: no chunk for {self._stall_idle_s:.1f} s "
+            f"(limit {limit_s:g} s) after {r.received_bytes} of {r.total_bytes} bytes; "
+            "its memory slot was released",
+        )
+        log.warning("%s: update stalled mid-way, rejected as truncated", self.info.node_id)
+        return True
+
     def _fail_receiving(self, reason: RejectReason, detail: str) -> None:
         pending = self._receiving
         self._end_receiving()
@@ -405,6 +483,11 @@ class SessionHub:
     def get(self, node_id: str) -> NodeSession | None:
         return self._sessions.get(node_id)
 
+    @property
+    def memory_slots_in_use(self) -> int:
+        """How many sessions hold a memory slot (receive an update) right now."""
+        return sum(1 for s in self._sessions.values() if s.holding_memory)
+
     def sessions(self) -> list[NodeSession]:
         return list(self._sessions.values())
 
@@ -445,6 +528,26 @@ class SessionHub:
         session = self._sessions.get(node_id)
         if session is not None:
             await session.cancel(task_id, reason)
+
+    async def watch_stalls(self, heartbeat_interval_s: float) -> None:
+        """Reject updates whose sender went silent mid-way, freeing their memory slots.
+
+        Runs until cancelled. The limit is ``STALL_INTERVALS`` heartbeat intervals without
+        a chunk; only ticks that came on time count, so a blocked event loop (a long
+        aggregation step) does not turn into stalls.
+        """
+        tick = heartbeat_interval_s / _STALL_TICKS_PER_INTERVAL
+        limit = STALL_INTERVALS * heartbeat_interval_s
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            elapsed = now - last
+            last = now
+            on_time = elapsed if elapsed <= 2 * tick else 0.0
+            for session in list(self._sessions.values()):
+                session.check_stall(on_time, limit)
 
 
 def check_hello(message: pb.NodeMessage | object) -> pb.Hello:

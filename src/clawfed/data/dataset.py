@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Self
@@ -29,6 +29,8 @@ from clawfed.data.schema import ColumnType, category_key
 from clawfed.data.sources import CsvSource, ParquetSource, Source, read_source
 
 ColumnName = Annotated[str, Field(min_length=1)]
+#: Picks the rows a node may use from a raw frame (the node's consent filter).
+RowFilter = Callable[[pd.DataFrame], pd.DataFrame]
 CategoryName = Annotated[str, BeforeValidator(category_key), Field(min_length=1)]
 
 
@@ -42,6 +44,11 @@ class DatasetSpec(BaseModel):
     and no declared type is categorical. Give ``categories`` for every categorical feature
     of a federated job so that every department encodes the same columns. ``task`` defaults
     to ``binary``: the target must then hold exactly two classes.
+
+    ``consent_column`` names a column saying per row whether its subject consents; the node
+    drops rows without consent before anything else (``privacy.consent``). ``text_column``
+    names a free-text column (for text models); with ``redact: true`` the node replaces the
+    personal data in it by placeholders (``privacy.pii.redact``) before the text is used.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,9 +61,21 @@ class DatasetSpec(BaseModel):
     categories: dict[ColumnName, tuple[CategoryName, ...]] = Field(default_factory=dict)
     task: Task = Task.BINARY
     positive_label: Annotated[str, BeforeValidator(category_key)] | None = None
+    consent_column: ColumnName | None = None
+    text_column: ColumnName | None = None
+    redact: bool = False
 
     @model_validator(mode="after")
     def _check_columns(self) -> Self:
+        if self.consent_column is not None and self.consent_column in (
+            self.target,
+            *self.features,
+        ):
+            raise ValueError(
+                f"consent_column {self.consent_column!r} must not be the target or a feature"
+            )
+        if self.redact and self.text_column is None:
+            raise ValueError("redact: true needs a text_column (the column to redact)")
         doubled = sorted({f for f in self.features if self.features.count(f) > 1})
         if doubled:
             raise ValueError(f"features list {doubled} more than once")
@@ -103,6 +122,7 @@ class LocalDataset:
     task: Task
     classes: tuple[str, ...] = ()
     column_types: Mapping[str, ColumnType] = field(default_factory=lambda: MappingProxyType({}))
+    excluded_no_consent: int = 0
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.features.dtype != np.float32:
@@ -142,6 +162,7 @@ class LocalDataset:
             task=self.task,
             classes=self.classes,
             column_types=self.column_types,
+            excluded_no_consent=self.excluded_no_consent,
         )
 
     def split(self, holdout_fraction: float, seed: int) -> tuple[LocalDataset, LocalDataset]:
@@ -302,11 +323,14 @@ def load_split(
     *,
     holdout_fraction: float,
     seed: int,
+    rows: RowFilter | None = None,
 ) -> tuple[LocalDataset, LocalDataset]:
     """Read a dataset and split it, fitting imputation on the training rows only.
 
     The rows land on the same side as with ``load_dataset(spec, mapping).split(...)``;
-    only the fill values differ (here they never see holdout rows).
+    only the fill values differ (here they never see holdout rows). ``rows`` (e.g. the
+    node's consent filter) picks the rows to use first; the datasets returned carry how
+    many it left out as ``excluded_no_consent``.
 
     Returns
     -------
@@ -314,6 +338,11 @@ def load_split(
         ``(train, holdout)`` with identical feature columns.
     """
     raw = read_source(spec.source, spec.name)
+    excluded = 0
+    if rows is not None:
+        kept = rows(raw)
+        excluded = len(raw) - len(kept)
+        raw = kept
     harmonization = mapping if mapping is not None else Harmonization()
     prepared = harmonization.prepare(raw, dataset=spec.name)
     if spec.target not in prepared.columns:
@@ -321,5 +350,5 @@ def load_split(
     labels, _ = encode_labels(prepared[spec.target], spec.task, spec.positive_label, spec.name)
     train_rows, hold_rows = holdout_indices(labels, spec.task, holdout_fraction, seed, spec.name)
     fitted = harmonization.fit(raw.iloc[train_rows], dataset=spec.name)
-    full = encode_frame(fitted.apply(raw), spec)
+    full = replace(encode_frame(fitted.apply(raw), spec), excluded_no_consent=excluded)
     return full.subset(train_rows), full.subset(hold_rows)

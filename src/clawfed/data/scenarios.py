@@ -23,12 +23,18 @@ from clawfed.data.harmonize import (
     ScaleRule,
     save_harmonization,
 )
+
+# The retail sales-forecast scenario lives in its own module and is part of this catalogue.
+from clawfed.data.retail import RETAIL_DEPARTMENTS as RETAIL_DEPARTMENTS
+from clawfed.data.retail import RETAIL_REFERENCE_DATE as RETAIL_REFERENCE_DATE
+from clawfed.data.retail import make_retail_scenario as make_retail_scenario
 from clawfed.data.schema import ColumnType
 from clawfed.data.sources import CsvSource
 
-#: Department id -> its name in the enterprise chat.
+#: Department id -> its name in the enterprise chat: the bank's 信贷部 (credit), 信用卡中心
+#: (card centre) and 消费金融部 (consumer finance).
 FRAUD_DEPARTMENTS: Mapping[str, str] = MappingProxyType(
-    {"credit": "信贷部", "compliance": "合规部", "audit": "审计部"}
+    {"credit": "信贷部", "card": "信用卡中心", "consumer": "消费金融部"}
 )
 TARGET = "is_fraud"
 
@@ -38,18 +44,18 @@ TARGET = "is_fraud"
 # 24 hours of the day and 31 provinces each shift the odds a little, on top of five moderate
 # numeric effects. The numbers are illustrative, not statistics of any real bank or province.
 
-#: Card spending (信贷部's usual business): merchant group -> effect on the log-odds.
+#: Card spending in shops (信用卡中心's usual business): merchant group -> effect on the log-odds.
 _CARD_SPENDING = {
     "grocery": -1.5, "supermarket": -1.2, "restaurant": -1.1, "fuel": -0.8, "apparel": 0.0,
     "electronics": 1.2, "home_goods": -0.3, "pharmacy": -1.0, "jewelry": 1.5, "luxury": 1.4,
 }  # fmt: skip
-#: Transfers, travel and services (合规部's usual business).
+#: Transfers, travel and service payments of borrowers (信贷部's usual business).
 _SERVICES = {
     "money_transfer": 1.8, "travel": 0.6, "airline": 0.8, "hotel": 0.3, "car_rental": 0.8,
     "education": -0.5, "hospital": -1.3, "utilities": -2.0, "insurance": -0.8,
     "tax_payment": -1.2,
 }  # fmt: skip
-#: Online purchases (what 审计部 is usually asked to review).
+#: Online purchases paid by instalment loans (消费金融部's usual business).
 _ONLINE = {
     "digital_goods": 1.3, "telecom_topup": 0.9, "online_gaming": 2.2, "lottery": 2.0,
     "crypto_exchange": 2.5, "gift_cards": 2.3, "cosmetics": 0.4, "sports": 0.0,
@@ -106,10 +112,10 @@ FRAUD_FEATURES = (
     *(f"{c}__missing" for c in IMPUTED),
 )
 MIN_ROWS = 20
-#: Department sizes with about 60 to 70 frauds each (credit ~1.9 %, compliance ~1.1 %,
-#: audit ~6 %): too few to learn the shared rule alone, enough to learn it together.
+#: Department sizes with about 50 to 65 frauds each (credit ~1.1 %, card ~1.9 %,
+#: consumer ~6 %): too few to learn the shared rule alone, enough to learn it together.
 DEFAULT_FRAUD_ROWS: Mapping[str, int] = MappingProxyType(
-    {"credit": 3500, "compliance": 6000, "audit": 1100}
+    {"credit": 6000, "card": 3500, "consumer": 800}
 )
 
 _V = TypeVar("_V")
@@ -129,7 +135,7 @@ class _Department:
     the department sees more or less often than the others (1 for any not listed).
     """
 
-    index: int
+    index: int  # picks the department's own random stream
     amount_mu: float
     amount_sigma: float
     night_share: float  # share of transactions between 00:00 and 05:59 (0: none)
@@ -165,29 +171,10 @@ def _mix(**weights: float) -> Mapping[str, float]:
 
 _DEPARTMENTS: Mapping[str, _Department] = MappingProxyType(
     {
-        # 信贷部: card spending of established borrowers, in shops of its northern branch
-        # network; 5-point risk rating, some account ages missing.
-        "credit": _Department(
-            index=0,
-            amount_mu=7.0,
-            amount_sigma=0.9,
-            night_share=0.08,
-            day_hours=(7, 23),
-            merchants=_core(*_CARD_SPENDING),
-            channels=_mix(pos=4, branch=2, atm=2, app=2),
-            regions=_core(*_NORTH),
-            foreign_rate=0.02,
-            new_account_days=0.0,
-            account_days=(30, 3650),
-            dispute_rate=0.25,
-            risk_beta=(2.0, 3.0),
-            risk_points=5,
-            missing=MappingProxyType({"account_age_days": 0.08}),
-        ),
-        # 合规部: transfers, travel and service payments of screened, long-standing customers
+        # 信贷部: transfers, travel and service payments of screened, long-standing borrowers
         # on the east and south coast, so few confirmed frauds; its own column names, a
-        # 10-point risk score, -1 for an unknown dispute count.
-        "compliance": _Department(
+        # 10-point risk score, -1 for an unknown dispute count, some risk scores missing.
+        "credit": _Department(
             index=1,
             amount_mu=6.6,
             amount_sigma=1.0,
@@ -216,10 +203,29 @@ _DEPARTMENTS: Mapping[str, _Department] = MappingProxyType(
             missing=MappingProxyType({"risk_rating": 0.06, "prior_disputes": 0.1}),
             sentinel_missing=MappingProxyType({"prior_disputes": -1}),
         ),
-        # 审计部: online purchases pulled for review in the centre and west (young accounts,
-        # many disputes, high fraud rate), office hours only; cross-border as Y/N, some hours
-        # and merchant groups missing.
-        "audit": _Department(
+        # 信用卡中心: card spending of established cardholders in shops of its northern
+        # network, some of it at night; 5-point risk rating, some account ages missing.
+        "card": _Department(
+            index=0,
+            amount_mu=7.0,
+            amount_sigma=0.9,
+            night_share=0.08,
+            day_hours=(7, 23),
+            merchants=_core(*_CARD_SPENDING),
+            channels=_mix(pos=4, branch=2, atm=2, app=2),
+            regions=_core(*_NORTH),
+            foreign_rate=0.02,
+            new_account_days=0.0,
+            account_days=(30, 3650),
+            dispute_rate=0.25,
+            risk_beta=(2.0, 3.0),
+            risk_points=5,
+            missing=MappingProxyType({"account_age_days": 0.08}),
+        ),
+        # 消费金融部: online purchases on instalment loans in the centre and west (young
+        # accounts, many disputes, high fraud rate), approved in office hours only;
+        # cross-border as Y/N, some hours and merchant groups missing.
+        "consumer": _Department(
             index=2,
             amount_mu=7.4,
             amount_sigma=0.9,
@@ -250,27 +256,33 @@ def make_fraud_scenario(
     Fraud follows one logistic rule everywhere (``P(fraud | transaction)`` is shared):
     additive log-odds of 30 merchant groups, 6 channels, 24 hours and 31 provinces, each with
     its own moderate effect, plus amount, account age, prior disputes, risk rating and a
-    cross-border flag: about 100 encoded features, none of which gives fraud away alone. Each
-    department has only tens of labelled frauds (60 to 70 with ``DEFAULT_FRAUD_ROWS``) and
-    mostly sees its own business, so the departments differ in:
+    cross-border flag: about 100 encoded features, none of which gives fraud away alone. Every
+    department records the same features; each has only tens of labelled frauds (50 to 65
+    with ``DEFAULT_FRAUD_ROWS``) and mostly sees its own business, so the departments differ
+    in:
 
-    - coverage: 信贷部 (credit) sees card spending in the north, 合规部 (compliance)
-      transfers, travel and services on the east and south coast, 审计部 (audit) online
-      purchases pulled for review in the centre and west (office hours only). Each sees the
-      merchant groups and provinces of its business four times as often as the rest, so a
-      third of its rows (for credit and compliance, half of their frauds) fall in groups
-      where it has few labelled examples and another department has many;
-    - fraud rates (about credit 1.9 %, compliance 1.1 %, audit 6 %);
-    - column names (compliance uses its own) and encodings (audit writes cross-border as Y/N);
-    - risk scale: credit and audit rate risk 1-5, compliance 1-10;
-    - missing data: credit lacks some account ages, compliance writes -1 for an unknown
-      dispute count and lacks some risk scores, audit lacks some hours and merchant groups.
+    - customers: 信贷部 (credit) sees transfers, travel and service payments of screened,
+      long-standing borrowers on the east and south coast; 信用卡中心 (card) card spending in
+      shops of the north, a quarter of its frauds at night; 消费金融部 (consumer) online
+      purchases on instalment loans of young accounts in the centre and west, in office
+      hours only. Each sees the merchant groups and provinces of its business four times as
+      often as the rest, so a third of its rows (for credit and card, half of their frauds)
+      fall in groups where it has few labelled examples and another department has many;
+    - fraud patterns: credit's frauds are mostly transfers and travel over web and phone,
+      card's jewellery, luxury and electronics at the till, consumer's crypto exchanges, gift
+      cards and online games;
+    - fraud rates (about credit 1.1 %, card 1.9 %, consumer 6 %);
+    - column names (credit uses its own) and encodings (consumer writes cross-border as Y/N);
+    - risk scale: credit rates risk 1-10, card and consumer 1-5;
+    - missing data: credit writes -1 for an unknown dispute count and lacks some risk scores,
+      card lacks some account ages, consumer lacks some hours and merchant groups.
 
     Alone, a department cannot estimate a hundred weights from its few frauds; together the
     three have three times as many, over all categories. So a model trained on all three
     ranks each department's holdout better than the department's own model: with
-    ``DEFAULT_FRAUD_ROWS`` and ``examples/fraud-job.yaml`` by about 0.02 to 0.05 ROC-AUC per
-    department on average over seeds; single seeds vary (a 30 % holdout has ~20 frauds).
+    ``DEFAULT_FRAUD_ROWS`` and ``examples/fraud-job.yaml`` (10 rounds of FedAvg, half of
+    each department's rows held out) by about 0.05 ROC-AUC per department on average over
+    seeds; single seeds vary (a holdout has only 25 to 30 frauds).
 
     Beside each ``<dept>.csv`` it writes ``<dept>.harmonization.yaml`` (renames, missing
     markers, scales to [0, 1], imputation with indicators) and ``<dept>.dataset.yaml`` (the
@@ -282,7 +294,7 @@ def make_fraud_scenario(
     seed
         Same seed, same files (each department's rows depend only on the seed and its id).
     rows_per_dept
-        Rows to write per department id (``credit``, ``compliance``, ``audit``; any subset).
+        Rows to write per department id (``credit``, ``card``, ``consumer``; any subset).
     out_dir
         Folder to write into (created if needed).
 

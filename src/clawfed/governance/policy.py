@@ -34,6 +34,7 @@ class Action(StrEnum):
 
     VIEW_OVERVIEW = "federation.view"
     VIEW_NODE = "node.view"
+    VIEW_DATASETS = "dataset.view"
     ENROLL_NODE = "node.enroll"
     REVOKE_NODE = "node.revoke"
     VIEW_JOB = "job.view"
@@ -54,6 +55,7 @@ class Action(StrEnum):
     MANAGE_USERS = "user.manage"
     ASK_CHAT = "chat.ask"
     VIEW_CHAT_TRANSCRIPT = "chat.transcript"
+    VIEW_METRICS = "metrics.view"
 
 
 class Scope(StrEnum):
@@ -71,6 +73,7 @@ DESCRIPTIONS: Mapping[Action, str] = MappingProxyType(
     {
         Action.VIEW_OVERVIEW: "see the federation overview (nodes, jobs, health)",
         Action.VIEW_NODE: "see a node's status, logs and metrics",
+        Action.VIEW_DATASETS: "see the metadata of the datasets a node offers (never rows)",
         Action.ENROLL_NODE: "enroll a department's node (issue its certificate)",
         Action.REVOKE_NODE: "revoke a node's certificate",
         Action.VIEW_JOB: "see a job's status, rounds and metrics",
@@ -91,6 +94,7 @@ DESCRIPTIONS: Mapping[Action, str] = MappingProxyType(
         Action.MANAGE_USERS: "create users, change roles, issue or revoke tokens, link chat ids",
         Action.ASK_CHAT: "ask the chat bot a question about a resource",
         Action.VIEW_CHAT_TRANSCRIPT: "read a user's chat transcript",
+        Action.VIEW_METRICS: "scrape the coordinator's Prometheus metrics (all departments)",
     }
 )
 
@@ -102,6 +106,7 @@ _ADMIN, _HEAD, _EMPLOYEE, _AUDITOR = list(Role)
 _RULES: dict[Action, dict[Role, tuple[Scope, ...]]] = {
     Action.VIEW_OVERVIEW: {_ADMIN: (_A,), _HEAD: (_O,)},
     Action.VIEW_NODE: {_ADMIN: (_A,), _HEAD: (_O,)},
+    Action.VIEW_DATASETS: {_ADMIN: (_A,), _HEAD: (_O,)},
     Action.ENROLL_NODE: {_ADMIN: (_A,)},
     Action.REVOKE_NODE: {_ADMIN: (_A,)},
     Action.VIEW_JOB: {_ADMIN: (_A,), _HEAD: (_O,)},
@@ -132,6 +137,7 @@ _RULES: dict[Action, dict[Role, tuple[Scope, ...]]] = {
         _EMPLOYEE: (_S,),
         _AUDITOR: (_S,),
     },
+    Action.VIEW_METRICS: {_ADMIN: (_A,)},
 }
 RULES: Mapping[Action, Mapping[Role, tuple[Scope, ...]]] = MappingProxyType(
     {a: MappingProxyType(by_role) for a, by_role in _RULES.items()}
@@ -439,6 +445,10 @@ def render_permissions_markdown() -> str:
         "A disabled user may do nothing. A data admin may do everything except approve the",
         "use of a department's data: only that department's head can give that consent (an",
         "admin may still revoke an approval, which only stops the use of data).",
+        "",
+        "The REST API (`/api/v1/...`) and the dashboard ask the same policy: every endpoint",
+        "and every page names the action it needs, and a view a role may only partly see",
+        "(a department head's overview) is filtered to the departments the policy allows.",
         "",
         "In chat, `chat.ask` decides whether the bot takes up a question about a resource at",
         "all; the answer then needs the action it reveals (`job.view`, `model.predict`, …).",

@@ -1,26 +1,36 @@
-"""Records of training rounds: what a finished round reports and how an attempt is stored."""
+"""Records of training rounds: what a finished round reports, how an attempt is stored, and
+the per-department contribution ledger (weights, LOO and Shapley values, free-rider flags)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
-from clawfed.core.errors import StoreError
-from clawfed.governance._common import metric_map, require_count, require_text, utc
+from clawfed.core.errors import NotFoundError, StoreError
+from clawfed.governance._common import (
+    json_object,
+    metric_map,
+    now_utc,
+    require_count,
+    require_text,
+    utc,
+)
+from clawfed.governance.db import Database
 from clawfed.governance.registry import (
     Participant,
     check_participants,
     department_metric_map,
     participants_from_json,
 )
-from clawfed.governance.tables import RoundRow
+from clawfed.governance.tables import ContributionRow, JobRow, RoundDetailRow, RoundRow
 
 
 class RoundStatus(StrEnum):
@@ -213,3 +223,177 @@ def round_record(row: RoundRow) -> RoundRecord:
         metrics=MappingProxyType(dict(row.metrics)), bytes_down=row.bytes_down,
         bytes_up=row.bytes_up, message=row.message, version_id=row.version_id,
     )  # fmt: skip
+
+
+# ---- the contribution ledger ------------------------------------------------------------
+
+
+def _finite(value: float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise StoreError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ContributionEntry:
+    """One department's weight and contribution in one round of a job.
+
+    ``weight`` is what its update counted (0 when excluded), ``share`` its fraction of the
+    round's total, ``action`` what was done with it (kept, downweighted, rejected),
+    ``free_rider`` the kind it was flagged as (None: not flagged), ``loo`` and ``shapley``
+    its contributions (None when not measured that round).
+    """
+
+    round_no: int
+    node_id: str
+    department: str
+    num_samples: int
+    weight: float
+    share: float
+    action: str
+    free_rider: str | None = None
+    loo: float | None = None
+    shapley: float | None = None
+
+    def __post_init__(self) -> None:
+        where = f"contribution of {self.node_id!r} in round {self.round_no}"
+        require_count(self.round_no, f"{where}: round_no", minimum=1)
+        require_text(self.node_id, f"{where}: node_id", 128)
+        require_text(self.department, f"{where}: department", 128)
+        require_count(self.num_samples, f"{where}: num_samples")
+        require_text(self.action, f"{where}: action", 16)
+        if self.free_rider is not None:
+            require_text(self.free_rider, f"{where}: free_rider", 32)
+        for name in ("weight", "share", "loo", "shapley"):
+            value = _finite(getattr(self, name), f"{where}: {name}")
+            object.__setattr__(self, name, value)
+        if self.weight < 0 or not 0.0 <= self.share <= 1.0 + 1e-9:
+            raise StoreError(
+                f"{where}: weight must be >= 0 and share in [0, 1], "
+                f"got {self.weight} and {self.share}"
+            )
+
+
+@dataclass(frozen=True)
+class DepartmentContribution:
+    """A department's contributions summed over a job's completed rounds."""
+
+    department: str
+    rounds: int
+    measured_rounds: int
+    total_loo: float
+    total_shapley: float
+    mean_share: float
+    flagged_rounds: int
+    excluded_rounds: int
+
+
+class ContributionStore:
+    """Per-round aggregation details and the per-department contribution ledger of jobs.
+
+    ``record_round`` may be called before the round is completed (and again for a retried
+    attempt: it replaces what was there); readers only see rounds the job has completed.
+    """
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = now_utc) -> None:
+        self._db = db
+        self._clock = clock
+
+    def record_round(
+        self,
+        job_id: str,
+        round_no: int,
+        details: Mapping[str, Any],
+        entries: Sequence[ContributionEntry],
+    ) -> None:
+        """Store one round's details and entries, replacing any earlier record of that round."""
+        require_count(round_no, "round_no", minimum=1)
+        body = json_object(details, f"round {round_no} details")
+        rows = _typed(entries, ContributionEntry, f"round {round_no} contributions")
+        seen = [e.node_id for e in rows]
+        if len(set(seen)) != len(seen) or any(e.round_no != round_no for e in rows):
+            raise StoreError(f"round {round_no}: one entry per node, all of round {round_no}")
+        at = utc(self._clock(), "clock time")
+        with self._db.session() as s:
+            if s.get(JobRow, job_id) is None:
+                raise NotFoundError(f"job {job_id!r} does not exist")
+            key = (ContributionRow.job_id == job_id, ContributionRow.round_no == round_no)
+            s.execute(delete(ContributionRow).where(*key))
+            s.execute(
+                delete(RoundDetailRow).where(
+                    RoundDetailRow.job_id == job_id, RoundDetailRow.round_no == round_no
+                )
+            )
+            s.add(RoundDetailRow(job_id=job_id, round_no=round_no, details=body, recorded_at=at))
+            for e in rows:
+                s.add(
+                    ContributionRow(
+                        job_id=job_id, round_no=round_no, node_id=e.node_id,
+                        department=e.department, num_samples=e.num_samples, weight=e.weight,
+                        share=e.share, action=e.action, free_rider=e.free_rider, loo=e.loo,
+                        shapley=e.shapley, recorded_at=at,
+                    )
+                )  # fmt: skip
+
+    def _done(self, s: Session, job_id: str) -> int:
+        job = s.get(JobRow, job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id!r} does not exist")
+        return job.rounds_done
+
+    def entries(self, job_id: str) -> list[ContributionEntry]:
+        """Every entry of the job's completed rounds, by round then node."""
+        with self._db.session() as s:
+            done = self._done(s, job_id)
+            stmt = (
+                select(ContributionRow)
+                .where(ContributionRow.job_id == job_id, ContributionRow.round_no <= done)
+                .order_by(ContributionRow.round_no, ContributionRow.node_id)
+            )
+            return [
+                ContributionEntry(
+                    r.round_no, r.node_id, r.department, r.num_samples, r.weight, r.share,
+                    r.action, r.free_rider, r.loo, r.shapley,
+                )
+                for r in s.scalars(stmt)
+            ]  # fmt: skip
+
+    def details(self, job_id: str, round_no: int) -> dict[str, Any]:
+        """The stored details of a completed round.
+
+        Raises
+        ------
+        NotFoundError
+            If the job does not exist or the round has no completed record.
+        """
+        with self._db.session() as s:
+            done = self._done(s, job_id)
+            row = s.get(RoundDetailRow, (job_id, round_no))
+            if row is None or round_no > done:
+                raise NotFoundError(f"job {job_id!r} has no aggregation record of round {round_no}")
+            return dict(row.details)
+
+    def summary(self, job_id: str) -> list[DepartmentContribution]:
+        """Per department: rounds taken part in, summed LOO and Shapley, mean weight share."""
+        by_dept: dict[str, list[ContributionEntry]] = {}
+        for e in self.entries(job_id):
+            by_dept.setdefault(e.department, []).append(e)
+        out = []
+        for dept in sorted(by_dept):
+            es = by_dept[dept]
+            measured = [e for e in es if e.shapley is not None]
+            out.append(
+                DepartmentContribution(
+                    department=dept,
+                    rounds=len({e.round_no for e in es}),
+                    measured_rounds=len({e.round_no for e in measured}),
+                    total_loo=sum(e.loo or 0.0 for e in measured),
+                    total_shapley=sum(e.shapley or 0.0 for e in measured),
+                    mean_share=sum(e.share for e in es) / len(es),
+                    flagged_rounds=sum(1 for e in es if e.free_rider is not None),
+                    excluded_rounds=sum(1 for e in es if e.action == "rejected"),
+                )
+            )
+        return out

@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -155,3 +156,33 @@ class RoundRow(Base):
     version_id: Mapped[str | None] = mapped_column(
         ForeignKey("model_versions.version_id"), index=True
     )
+
+
+class RoundDetailRow(Base):
+    """A completed round's aggregation details: weights, free riders, contributions, anomaly."""
+
+    __tablename__ = "round_details"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id"), primary_key=True)
+    round_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recorded_at: Mapped[datetime]
+
+
+class ContributionRow(Base):
+    """One department's weight and contribution in one round (the contribution ledger)."""
+
+    __tablename__ = "contributions"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id"), primary_key=True)
+    round_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    department: Mapped[str] = mapped_column(String(128), index=True)
+    num_samples: Mapped[int] = mapped_column(BigInteger)
+    weight: Mapped[float] = mapped_column(Float)
+    share: Mapped[float] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(16))
+    free_rider: Mapped[str | None] = mapped_column(String(32))
+    loo: Mapped[float | None] = mapped_column(Float)
+    shapley: Mapped[float | None] = mapped_column(Float)
+    recorded_at: Mapped[datetime]

@@ -22,7 +22,9 @@ from clawfed.core import (
     SecurityError,
     Weights,
 )
+from clawfed.node.query import run_query
 from clawfed.node.runner import TaskRunner
+from clawfed.node.secure_tasks import STEP_OF_KIND, run_secure
 from clawfed.wire import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Reassembler, decode_values, encode
 from clawfed.wire._proto import federation_pb2 as pb
 from clawfed.wire.chunkwire import (
@@ -31,6 +33,7 @@ from clawfed.wire.chunkwire import (
     parse_coordinator_message,
     serialize_message,
 )
+from clawfed.wire.codecs import UpdateCompressor
 from clawfed.wire.eof import STREAM_END
 
 log = logging.getLogger("clawfed.node")
@@ -107,6 +110,7 @@ class NodeAgent:
         self._wlock = asyncio.Lock()
         self._cancelled: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}  # tasks of the current session
+        self._compressor = UpdateCompressor()
         self.heartbeat_interval_s = 5.0
         self.connected = asyncio.Event()
 
@@ -304,14 +308,26 @@ class NodeAgent:
                 stats = await asyncio.to_thread(self._runner.stats, config)
                 await self._send_success(task.task_id, 0, {}, stats)
                 return
+            step = STEP_OF_KIND.get(task.kind)  # a secure-aggregation phase
+            if step is not None:
+                sa = await asyncio.to_thread(run_secure, self._runner, step, config, weights)
+                await self._send_success(task.task_id, sa.num_samples, sa.metrics, sa.payload)
+                return
             if weights is None:
                 raise ClawfedError("the task carried no model weights")
             if task.kind == pb.TASK_KIND_FIT:
                 fit = await asyncio.to_thread(self._runner.fit, config, weights)
-                await self._send_success(task.task_id, fit.num_samples, fit.metrics, fit.delta)
+                # the job's codec (``compression`` in the job file); error feedback stays here
+                wire = await asyncio.to_thread(
+                    self._compressor.encode, task.job_id, config, fit.delta
+                )
+                await self._send_success(task.task_id, fit.num_samples, fit.metrics, wire)
             elif task.kind == pb.TASK_KIND_EVALUATE:
                 ev = await asyncio.to_thread(self._runner.evaluate, config, weights)
                 await self._send_success(task.task_id, ev.num_samples, ev.metrics, None)
+            elif task.kind == pb.TASK_KIND_QUERY:
+                answer = await asyncio.to_thread(run_query, self._runner, config, weights)
+                await self._send_success(task.task_id, answer.num_samples, {}, answer.aggregates)
             else:
                 raise ClawfedError(f"unknown task kind {task.kind}")
         except (ClawfedError, ValueError) as exc:
@@ -327,7 +343,7 @@ class NodeAgent:
                     pb.NodeMessage(
                         result=pb.TaskResult(
                             task_id=task.task_id,
-                            failure=pb.TaskFailure(code="node_error", message=str(exc)),
+                            failure=pb.TaskFailure(code=_failure_code(exc), message=str(exc)),
                         )
                     )
                 )
@@ -353,6 +369,13 @@ class NodeAgent:
                 # each message laid out around views of the tensors: one copy per chunk
                 for offset, pieces in payload.spans():
                     await self._call.write(chunk_message(payload.payload_id, offset, pieces))
+
+
+def _failure_code(exc: Exception) -> str:
+    """``refused`` when this node's local policy refused the task, else ``node_error``."""
+    from clawfed.node.local_policy import PolicyRefusal
+
+    return "refused" if isinstance(exc, PolicyRefusal) else "node_error"
 
 
 def _tapped(on_send: Callable[[bytes], None]) -> Callable[[pb.NodeMessage | bytes], bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,10 @@ from clawfed.learning.torch_trainer import TorchTabularTrainer
 from clawfed.node.metadata import dataset_metadata
 from clawfed.node.runner import EvalAnswer, FitAnswer
 from clawfed.node.task_setup import STANDARDIZER, JobData, TaskSetup, parse_task_config
+from clawfed.privacy.consent import ConsentCount, consent_filter
+from clawfed.privacy.dpsgd_task import dpsgd_request, fit_private
+
+log = logging.getLogger("clawfed.node.consent")
 
 #: Suffixes of the files a node may offer: data files, or a dataset spec naming its source.
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -177,12 +182,20 @@ class LearningRunner:
         """Train from ``weights`` on the training rows; the delta is new minus ``weights``."""
         setup = parse_task_config(config)
         train = self._rows(setup, holdout=False)
-        trainer = self._trainer(setup, train.num_features, weights)
-        result = trainer.fit(train, setup.round_fit())
-        new = trainer.get_weights()
+        private = dpsgd_request(config)  # sample-level DP-SGD (privacy/dpsgd_task.py)
+        if private is not None:
+            model = self._model(setup, train.num_features, seed=setup.fit.seed)
+            new, result = fit_private(
+                model, weights, train, setup.round_fit(), private, setup.round_no or 1
+            )
+        else:
+            trainer = self._trainer(setup, train.num_features, weights)
+            result = trainer.fit(train, setup.round_fit())
+            new = trainer.get_weights()
         delta = Weights((name, np.subtract(new[name], old)) for name, old in weights.items())
         delta.check_finite()
-        return FitAnswer(result.num_samples, result.metrics, delta)
+        metrics = {**result.metrics, **self._consent_metrics(setup.data, holdout=False)}
+        return FitAnswer(result.num_samples, metrics, delta)
 
     def evaluate(self, config: Mapping[str, ConfigValue], weights: Weights) -> EvalAnswer:
         """Metrics of ``weights`` on the holdout rows (accuracy … roc_auc, log_loss)."""
@@ -190,7 +203,26 @@ class LearningRunner:
         holdout = self._rows(setup, holdout=True)
         trainer = self._trainer(setup, holdout.num_features, weights)
         result = trainer.evaluate(holdout, EvalConfig())
-        return EvalAnswer(result.num_samples, result.metrics)
+        metrics = {**result.metrics, **self._consent_metrics(setup.data, holdout=True)}
+        return EvalAnswer(result.num_samples, metrics)
+
+    def _consent_metrics(self, data: JobData, *, holdout: bool) -> dict[str, float]:
+        """Rows the task used and ``rows_excluded_no_consent`` (counts, never rows).
+
+        A fit reports ``rows_used`` (training rows), an evaluation ``holdout_rows_used``.
+
+        Empty when the dataset declares no consent column.
+        """
+        offer = self._offers[data.dataset]
+        if offer.declared is None or offer.declared.consent_column is None:
+            return {}
+        train, held = self._split(data)
+        if holdout:
+            return {
+                "holdout_rows_used": float(held.num_rows),
+                "rows_excluded_no_consent": float(held.excluded_no_consent),
+            }
+        return ConsentCount(train.num_rows, train.excluded_no_consent).as_metrics()
 
     def _model(self, setup: TaskSetup, n_features: int, *, seed: int) -> nn.Module:
         return model_from_spec(setup.model, n_features, seed=seed, allowed_modules=self._allowed)
@@ -219,7 +251,7 @@ class LearningRunner:
             raise ConfigError(
                 f"this node offers no dataset {data.dataset!r} (it offers: {offered})"
             )
-        key = (data.key(), *_stamp(offer.source))
+        key = (data.key(), *source_stamp(offer.source))
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -232,7 +264,7 @@ class LearningRunner:
             return loaded
 
 
-def _stamp(source: CsvSource | ParquetSource | SqlSource) -> tuple[str, ...]:
+def source_stamp(source: CsvSource | ParquetSource | SqlSource) -> tuple[str, ...]:
     """Size and modification time of a file source, so an edited file is read again."""
     if isinstance(source, SqlSource):
         return ()
@@ -260,12 +292,25 @@ def _load(offer: Offer, data: JobData) -> tuple[LocalDataset, LocalDataset]:
             types=dict(data.types),
             categories=dict(data.categories),
             positive_label=declared.positive_label if declared is not None else None,
+            consent_column=declared.consent_column if declared is not None else None,
         )
     except ValidationError as exc:
         raise ConfigError(f"dataset {data.dataset!r}: {describe_errors(exc)}") from exc
     train, holdout = load_split(
-        spec, offer.harmonization, holdout_fraction=data.holdout_fraction, seed=data.seed
+        spec,
+        offer.harmonization,
+        holdout_fraction=data.holdout_fraction,
+        seed=data.seed,
+        rows=consent_filter(spec.name, spec.consent_column),
     )
+    if spec.consent_column is not None:
+        log.info(
+            "dataset %s read: %d row(s) used, %d left out for lack of consent (column %s)",
+            data.dataset,
+            train.num_rows + holdout.num_rows,
+            train.excluded_no_consent,
+            spec.consent_column,
+        )
     undeclared = [
         c
         for c, kind in train.column_types.items()

@@ -33,6 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from clawfed.aggregation import ConfigValue
 from clawfed.core.errors import ClawfedError, ConfigError
 
+#: The task config key naming what a job uses the data for (``TaskKey.PURPOSE``).
+PURPOSE = "purpose"
+
 
 def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
@@ -240,7 +243,7 @@ def check_task(
             f"dataset {dataset!r} is not offered by this node "
             f"(offered: {', '.join(sorted(policy.datasets)) or 'none'})",
         )
-    purpose = task_config.get("purpose")
+    purpose = task_config.get(PURPOSE)
     if not isinstance(purpose, str) or not purpose.strip():
         raise PolicyRefusal(
             PolicyRule.NO_PURPOSE,
@@ -254,3 +257,14 @@ def check_task(
             f"(allowed: {', '.join(offer.purposes)})",
         )
     _check_privacy(policy.privacy, task_config, TaskUse(use))
+
+
+def load_node_policy(path: Path, department: str) -> LocalPolicy:
+    """Load the policy file of the node of ``department``; refuse one written for another."""
+    policy = load_policy(path)
+    if policy.department is not None and policy.department != department:
+        raise ConfigError(
+            f"local policy {path} is for department {policy.department!r}, but this node's "
+            f"kit belongs to {department!r}"
+        )
+    return policy

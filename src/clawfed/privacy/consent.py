@@ -1,9 +1,13 @@
-"""A node-side consent registry: who agreed to which purpose, when, and until when.
+"""Consent on the node: a registry of who agreed to which purpose, and a per-row column filter.
 
 Records live in memory and, when a path is given, in an append-only JSONL file of grant and
 revoke events on the node (the registry never leaves the node; the coordinator only learns
 how many rows a job may use). A record is consent of one subject for one purpose from
 ``granted_at`` until ``revoked_at`` (exclusive) or for good.
+
+A dataset may instead carry consent per row in a column (``DatasetSpec.consent_column``):
+``consent_filter`` keeps the rows whose cell says yes, and the node reports only how many
+rows it used and how many it left out (``ConsentCount``), never which.
 """
 
 from __future__ import annotations
@@ -255,3 +259,75 @@ class ConsentRegistry:
         allowed = self.consenting(purpose, at)
         keep = frame[subject_column].astype(str).isin(allowed)
         return frame.loc[keep].reset_index(drop=True)
+
+
+#: Cell values of a consent column that mean "this row's subject consents" (case-insensitive).
+CONSENT_YES = frozenset({"1", "1.0", "true", "yes", "y", "t", "是", "同意", "已同意", "granted"})
+
+
+@dataclass(frozen=True)
+class ConsentCount:
+    """How many rows a consent filter kept and how many it excluded (never which ones)."""
+
+    rows_used: int
+    rows_excluded_no_consent: int
+
+    def as_metrics(self) -> dict[str, float]:
+        """The counts as task-outcome metrics (``rows_used``, ``rows_excluded_no_consent``)."""
+        return {
+            "rows_used": float(self.rows_used),
+            "rows_excluded_no_consent": float(self.rows_excluded_no_consent),
+        }
+
+
+def consent_rows(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A boolean mask: ``True`` where ``column`` says yes (``CONSENT_YES``); blanks say no.
+
+    Raises
+    ------
+    DataError
+        If ``column`` is not a column of ``frame``.
+    """
+    if column not in frame.columns:
+        raise DataError(
+            f"consent column {column!r} not found; available: {[str(c) for c in frame.columns]}"
+        )
+    cells = frame[column]
+    text = cells.map(lambda v: "" if pd.isna(v) else str(v).strip().lower())
+    return text.isin(CONSENT_YES)
+
+
+def filter_consenting(frame: pd.DataFrame, column: str) -> tuple[pd.DataFrame, ConsentCount]:
+    """The rows of ``frame`` whose ``column`` grants consent, and the kept/excluded counts.
+
+    The consent column itself stays in the result (callers select their columns).
+    """
+    keep = consent_rows(frame, column)
+    kept = frame.loc[keep.to_numpy()].reset_index(drop=True)
+    return kept, ConsentCount(len(kept), len(frame) - len(kept))
+
+
+def consent_filter(
+    dataset: str, column: str | None
+) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+    """A row filter keeping the consenting rows (``None`` when the dataset has no column).
+
+    The filter raises ``DataError`` naming ``dataset`` when the column is missing or no row
+    consents, so that a job never trains on an empty or unconsented table.
+    """
+    if column is None:
+        return None
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        try:
+            kept, count = filter_consenting(frame, column)
+        except DataError as exc:
+            raise DataError(f"dataset {dataset!r}: {exc}") from exc
+        if count.rows_used == 0:
+            raise DataError(
+                f"dataset {dataset!r}: no row consents (consent column {column!r} holds no "
+                f"yes value among {len(frame)} row(s))"
+            )
+        return kept
+
+    return keep

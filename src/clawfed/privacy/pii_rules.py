@@ -87,3 +87,75 @@ def luhn_check_digit(body: str) -> str:
         if luhn_valid(body + d):
             return d
     raise ValueError("body must be digits")  # unreachable for a digit string
+
+
+# -- word lists of the named-entity rules (pii_ner / pii) ----------------------------------
+
+#: One-character province abbreviations that start a licence plate (GA 36-2018).
+PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+
+#: Words after a surname that make it a name (王先生, 李经理); stripped from a model's PER span.
+HONORIFICS = (
+    "先生", "女士", "小姐", "总", "经理", "老师", "主任", "阿姨", "叔叔", "师傅", "同学",
+    "老板", "大哥", "大姐", "主管", "大爷", "大妈", "奶奶", "爷爷", "律师", "医生", "教授",
+    "行长", "科长", "处长", "局长", "董", "工",
+)  # fmt: skip
+#: Prefixes of familiar address (小李, 老王, 阿珍) stripped from a model's PER span.
+NAME_PREFIXES = ("小", "老", "阿")
+
+#: Place names too coarse to identify anyone (countries, continents, "domestic").
+COARSE_PLACES = frozenset(
+    {
+        "中国", "中华人民共和国", "全国", "国内", "国外", "海外", "境内", "境外", "美国",
+        "英国", "法国", "德国", "日本", "韩国", "俄罗斯", "加拿大", "澳大利亚", "新加坡",
+        "意大利", "西班牙", "印度", "泰国", "越南", "马来西亚", "亚洲", "欧洲", "非洲",
+        "美洲", "大陆", "内地", "本地", "当地", "外地", "老家", "家乡",
+    }
+)  # fmt: skip
+
+#: Organisation words that name no particular organisation (本行, 开户行, 客服中心 …).
+GENERIC_ORGS = frozenset(
+    {
+        "银行", "本行", "我行", "贵行", "该行", "开户行", "总行", "分行", "支行", "网点",
+        "公司", "本公司", "我司", "贵司", "该公司", "集团", "客服中心", "信用卡中心",
+        "营业部", "营业厅", "政府", "派出所", "公安局", "法院", "税务局", "医院", "学校",
+        "保险公司", "证券公司", "银联", "央行", "人民银行", "监管部门", "工作单位", "单位",
+    }
+)  # fmt: skip
+
+#: Trailing words that turn a place or name into an organisation (朝阳 + 支行).
+ORG_TAILS = ("支行", "分行", "营业部", "分公司", "营业厅", "办事处")
+
+#: Legal forms that end a Chinese company's name, longest first (others come from the model).
+ORG_SUFFIXES = ("有限责任公司", "股份有限公司", "有限公司", "分公司", "公司", "集团")
+#: Legal forms after which a city prefix is part of the registered name (深圳市…有限公司).
+LEGAL_FORMS = ("有限责任公司", "股份有限公司", "有限公司")
+
+#: Well-known organisations whose names carry no suffix (brands, short bank names).
+KNOWN_ORGS = frozenset(
+    {
+        "京东", "字节跳动", "拼多多", "小红书", "饿了么", "美团", "滴滴", "滴滴出行",
+        "苏宁易购", "阿里巴巴", "腾讯", "百度", "华为", "小米", "网易", "携程", "快手",
+        "蚂蚁集团", "顺丰", "顺丰速运", "中石化", "中石油", "中海油", "国家电网", "中国移动",
+        "中国联通", "中国电信", "中国平安", "中国人寿", "格力", "格力电器", "海尔", "美的",
+        "比亚迪", "宁德时代", "建行", "工行", "农行", "中行", "交行", "招行", "浦发", "兴业",
+        "中信", "光大", "民生", "邮储", "大疆", "海康威视", "联想", "京东方", "万科", "碧桂园",
+        "Tencent", "Alibaba", "ByteDance", "Huawei", "Baidu", "Xiaomi", "Microsoft", "Google",
+        "Apple", "Amazon", "Meta", "Tesla", "IBM", "Intel", "Oracle", "HSBC", "Citibank",
+        "Goldman Sachs", "Morgan Stanley", "JPMorgan", "Standard Chartered", "Deloitte",
+        "PwC", "KPMG", "McKinsey", "Lenovo", "JD.com", "Meituan", "Pinduoduo", "DiDi",
+    }
+)  # fmt: skip
+
+#: Chinese cities, districts and regions as written in English text.
+EN_PLACES = frozenset(
+    {
+        "Beijing", "Shanghai", "Shenzhen", "Guangzhou", "Hangzhou", "Chengdu", "Wuhan",
+        "Nanjing", "Tianjin", "Chongqing", "Suzhou", "Xi'an", "Xian", "Changsha", "Qingdao",
+        "Dalian", "Xiamen", "Ningbo", "Hefei", "Zhengzhou", "Jinan", "Shenyang", "Harbin",
+        "Kunming", "Fuzhou", "Dongguan", "Foshan", "Wuxi", "Hong Kong", "Macau", "Macao",
+        "Taipei", "Pudong", "Puxi", "Chaoyang", "Haidian", "Dongcheng", "Xicheng", "Nanshan",
+        "Futian", "Luohu", "Tianhe", "Xuhui", "Jing'an", "Huangpu", "Minhang", "Guangdong",
+        "Zhejiang", "Jiangsu", "Sichuan", "Hubei", "Hunan", "Fujian", "Shandong", "Henan",
+    }
+)  # fmt: skip

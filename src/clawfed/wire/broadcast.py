@@ -1,8 +1,9 @@
-"""A payload sent to many peers: encoded once, its chunk messages kept only while sent."""
+"""A payload sent to many peers: encoded once, each chunk message kept only while needed."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import uuid
 from collections.abc import Iterator
 
@@ -14,19 +15,24 @@ __all__ = ["EncodedModel"]
 
 
 class EncodedModel:
-    """Global weights encoded once per round; their chunk messages exist only while sent.
+    """Global weights encoded once per round, their chunk messages laid out on demand.
 
-    The header (with the SHA-256) is computed once. The chunk messages, one model's worth of
-    bytes, are laid out on the first ``lease`` and dropped when the last lease ends, so they
-    do not stay in memory through the rest of the round (receiving and aggregating).
+    The header (with the SHA-256) is computed once. Each send walks the chunks with a
+    ``lease``; a chunk's message is built when the first send reaches it and kept only
+    while a send still behind it will need it, so the sends of one round, which move
+    together, share each message and hold a few chunks at a time instead of a whole
+    model's worth of bytes. A send that starts later rebuilds what it needs.
     """
 
     def __init__(self, weights: Weights, chunk_size: int) -> None:
         self._payload = encode(weights, uuid.uuid4().hex, chunk_size)
         self._weights = weights
         self.header = self._payload.header
-        self._messages: tuple[bytes, ...] | None = None
-        self._leases = 0
+        self._spans = tuple(self._payload.spans())  # views of the tensors, nothing copied
+        self._cache: dict[int, bytes] = {}  # chunk index -> its message
+        self._cursors: dict[int, int] = {}  # lease id -> index of the next chunk it sends
+        self._ids = itertools.count()
+        self.messages_built = 0  # how many chunk messages were laid out (for tests/benches)
 
     @property
     def weights(self) -> Weights:
@@ -34,26 +40,51 @@ class EncodedModel:
         return self._weights
 
     @property
+    def num_chunks(self) -> int:
+        """How many chunk messages one send writes."""
+        return len(self._spans)
+
+    @property
     def leased(self) -> bool:
-        """Whether the chunk messages are in memory (some send holds a lease)."""
-        return self._messages is not None
+        """Whether a send is under way or some chunk message is still in memory."""
+        return bool(self._cursors) or bool(self._cache)
+
+    @property
+    def cached_messages(self) -> int:
+        """Chunk messages held right now for sends that have not reached them yet."""
+        return len(self._cache)
 
     @contextlib.contextmanager
-    def lease(self) -> Iterator[tuple[bytes, ...]]:
-        """The serialized ``CoordinatorMessage`` chunks, shared by every send under way."""
-        if self._messages is None:
-            payload = self._payload
-            self._messages = tuple(
-                chunk_message(payload.payload_id, offset, pieces)
-                for offset, pieces in payload.spans()
-            )
-        self._leases += 1
+    def lease(self) -> Iterator[Iterator[bytes]]:
+        """Iterate over the serialized ``CoordinatorMessage`` chunks of one send, in order."""
+        lease_id = next(self._ids)
+        self._cursors[lease_id] = 0
         try:
-            yield self._messages
+            yield self._walk(lease_id)
         finally:
-            self._leases -= 1
-            if self._leases == 0:
-                self._messages = None
+            del self._cursors[lease_id]
+            self._trim()
+
+    def _walk(self, lease_id: int) -> Iterator[bytes]:
+        pid = self._payload.payload_id
+        for i, (offset, pieces) in enumerate(self._spans):
+            message = self._cache.get(i)
+            if message is None:
+                message = chunk_message(pid, offset, pieces)
+                self.messages_built += 1
+                if any(c <= i for k, c in self._cursors.items() if k != lease_id):
+                    self._cache[i] = message  # another send has yet to reach it
+            self._cursors[lease_id] = i + 1
+            self._trim()
+            yield message
+
+    def _trim(self) -> None:
+        """Drop every cached message that no send under way still has ahead of it."""
+        if not self._cache:
+            return
+        low = min(self._cursors.values(), default=len(self._spans))
+        for i in [i for i in self._cache if i < low]:
+            del self._cache[i]
 
     @property
     def nbytes(self) -> int:

@@ -20,7 +20,7 @@ Lin et al., "Deep Gradient Compression", ICLR 2018).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -401,3 +401,77 @@ class ErrorFeedback:
         }
         self._spec = spec
         return wire
+
+
+# ---- the job's choice, on both ends ---------------------------------------------------
+
+#: Task-config keys that carry the job's compression to the nodes.
+CODEC_KEY = "compression.codec"
+TOPK_RATIO_KEY = "compression.topk_ratio"
+ERROR_FEEDBACK_KEY = "compression.error_feedback"
+
+
+def encoded_spec(codec: Codec, spec: Sequence[TensorSpec]) -> tuple[TensorSpec, ...]:
+    """The wire tensors (names, dtypes, shapes) ``codec`` makes of any delta of ``spec``.
+
+    The coordinator expects exactly these from a node, so a payload of the wrong layout is
+    refused while it is reassembled, before it is decoded.
+    """
+    zeros = Weights((s.name, np.zeros(s.shape, dtype=s.dtype)) for s in spec)
+    return codec.encode(zeros).spec()
+
+
+def codec_from_config(config: Mapping[str, object]) -> tuple[Codec, bool]:
+    """The codec a task's config names and whether error feedback is on (default: none, on).
+
+    Raises
+    ------
+    ConfigError
+        When a compression key holds a value of the wrong type or out of range.
+    """
+    name = config.get(CODEC_KEY, CodecName.NONE.value)
+    ratio = config.get(TOPK_RATIO_KEY, 0.01)
+    feedback = config.get(ERROR_FEEDBACK_KEY, True)
+    if not isinstance(name, str):
+        raise ConfigError(f"task config {CODEC_KEY!r} must be a codec name, got {name!r}")
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float):
+        raise ConfigError(f"task config {TOPK_RATIO_KEY!r} must be a number, got {ratio!r}")
+    if not isinstance(feedback, bool):
+        raise ConfigError(f"task config {ERROR_FEEDBACK_KEY!r} must be a bool, got {feedback!r}")
+    return build_codec(name, topk_fraction=float(ratio)), feedback
+
+
+class UpdateCompressor:
+    """Node side: encodes each fit delta with its job's codec, keeping error feedback per job.
+
+    The residual of a lossy codec stays on the node (one ``ErrorFeedback`` per job, reset
+    when the job's model or codec changes), so what top-k drops in one round is sent later.
+    At most ``max_jobs`` residuals are kept (the oldest job's is forgotten first).
+    """
+
+    def __init__(self, max_jobs: int = 8) -> None:
+        if max_jobs < 1:
+            raise ConfigError(f"max_jobs must be >= 1, got {max_jobs}")
+        self._max_jobs = max_jobs
+        self._feedback: dict[str, tuple[str, ErrorFeedback]] = {}
+
+    def encode(self, job_id: str, config: Mapping[str, object], delta: Weights) -> Weights:
+        """The wire tensors of ``delta`` for a fit task of ``job_id`` with ``config``."""
+        codec, feedback = codec_from_config(config)
+        if codec.name is CodecName.NONE:
+            return delta
+        if not feedback:
+            return codec.encode(delta)
+        key = f"{codec.name}:{getattr(codec, 'fraction', '')}"
+        held = self._feedback.get(job_id)
+        if held is None or held[0] != key:
+            held = (key, ErrorFeedback(codec))
+        self._feedback.pop(job_id, None)
+        while len(self._feedback) >= self._max_jobs:
+            self._feedback.pop(next(iter(self._feedback)))
+        self._feedback[job_id] = held
+        try:
+            return held[1].encode(delta)
+        except CodecError:
+            held[1].reset()  # a new model under the same job id: start afresh
+            return held[1].encode(delta)

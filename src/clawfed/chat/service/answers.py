@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,11 @@ from clawfed.chat.nlu import (
     usage,
 )
 from clawfed.chat.nlu.timerange import TimeRange
+from clawfed.chat.service.access import AccessControl, Asker
+from clawfed.chat.service.config import RegionQuerySettings
+from clawfed.chat.service.gate import Need, need_of
 from clawfed.chat.service.insights import Insights
+from clawfed.chat.service.regional import ALL, RegionalAnswers, RegionView
 from clawfed.chat.service.replies import Answer, TextAnswer
 from clawfed.chat.service.store import ChatStore
 from clawfed.chat.service.views import (
@@ -33,6 +38,10 @@ from clawfed.chat.service.views import (
     versions_text,
 )
 from clawfed.chat.service.vocab import department_matches, pick_metric
+from clawfed.core.errors import ClawfedError
+from clawfed.governance.approvals import ApprovalBook
+from clawfed.governance.audit import AuditLog
+from clawfed.governance.policy import Role
 
 CHART_WORDS = ("图", "趋势", "曲线", "走势", "chart", "plot", "graph", "trend", "curve")
 """Words that turn a metric question into a chart (every chart is answered asynchronously)."""
@@ -52,6 +61,10 @@ class Answerer:
         Today's date (for "上周" and the like); the current date in ``zone`` by default.
     parser
         The question parser (the shared default one when omitted).
+    access
+        Who may ask what (see :meth:`reply`); None answers everyone everything.
+    regional
+        Federated per-region answers (its ``ask`` is attached by the coordinator).
     """
 
     def __init__(
@@ -61,12 +74,108 @@ class Answerer:
         *,
         today: Callable[[], date] | None = None,
         parser: IntentParser | None = None,
+        access: AccessControl | None = None,
+        regional: RegionalAnswers | None = None,
     ) -> None:
         self._store = store
         self._zone = zone
         self._today = today or (lambda: datetime.now(zone).date())
         self._parser = parser
         self.insights = Insights(store, zone)
+        self.access = access
+        self.regional = regional or RegionalAnswers(store, RegionQuerySettings())
+
+    def reply(self, sender: str, text: str) -> Answer:
+        """Answer ``sender``'s message if the policy lets them ask it; audit either way.
+
+        Without access control this is :meth:`answer`. With it, the sender is looked up
+        (store, config, WeCom), the message's action and resource are decided by
+        ``governance.policy`` and written to the audit chain with the question; a refusal
+        says why, and an allowed answer shows only what the role may see (a department
+        head: their own department; an employee: model results).
+        """
+        if self.access is None:
+            return self.answer(text)
+        asker = self.access.who(sender)
+        lang = detect_lang(text)
+        try:
+            understood = understand(text, today=self._today(), parser=self._parser)
+        except CommandParseError as exc:
+            return TextAnswer(str(exc))
+        known = sorted({n.department for n in self._store.nodes()})
+        region_job = None
+        if isinstance(understood, Parsed) and understood.intent is Intent.COMPARE:
+            if understood.slots.regions:
+                found = self.regional.job(understood.slots.job)
+                region_job = None if isinstance(found, str) else found.job_id
+        need = need_of(understood, asker.user, known, region_job)
+        decision = self.access.decide(asker, need.action, need.resource, text)
+        if not decision.allowed:
+            return TextAnswer(
+                t(
+                    lang,
+                    f"抱歉，你无权进行此操作（已记录审计）：{decision.reason}",
+                    f"Sorry, you may not do this (audited): {decision.reason}",
+                )
+            )
+        if isinstance(understood, Command):
+            if understood.name is CommandName.APPROVE:
+                return self._approve(asker, understood.job, understood.purpose, lang)
+            if understood.name is CommandName.STATUS and _head(asker):
+                return self._own_status(need, lang)
+            return self._command(understood)
+        if understood.intent is Intent.APPROVAL:
+            return self._approve(asker, understood.slots.job, None, lang)
+        scoped = understood
+        if _head(asker) and not understood.slots.departments:
+            own = tuple(sorted(need.resource.departments))
+            scoped = replace(understood, slots=replace(understood.slots, departments=own))
+        return self._question(scoped, lang, text.lower(), need.view)
+
+    def _own_status(self, need: Need, lang: Lang) -> TextAnswer:
+        nodes = [n for n in self._store.nodes() if n.department in need.resource.departments]
+        return TextAnswer("\n".join(nodes_text(nodes, self._zone, lang)))
+
+    def _approve(
+        self, asker: Asker, job_name: str | None, purpose: str | None, lang: Lang
+    ) -> TextAnswer:
+        """A department head approves their department's data for a job, from chat."""
+        user = asker.user
+        if user is None or user.department is None or job_name is None:
+            return TextAnswer(usage(CommandName.APPROVE, lang))
+        book = ApprovalBook(self._store.db, AuditLog(self._store.db))
+        try:
+            wanted = book.get(job_name, user.department)
+        except ClawfedError:
+            return TextAnswer(
+                t(
+                    lang,
+                    f"任务「{job_name}」没有请求使用{user.department}的数据。",
+                    f"Job '{job_name}' has not asked to use {user.department}'s data.",
+                )
+            )
+        if purpose is None:
+            return TextAnswer(
+                t(
+                    lang,
+                    f"任务「{job_name}」请求使用{user.department}的数据，用途：{wanted.purpose}。"
+                    f"同意请发送：/批准 {job_name} {wanted.purpose}",
+                    f"Job '{job_name}' asks to use {user.department}'s data for: "
+                    f"{wanted.purpose}. To approve, send: /approve {job_name} {wanted.purpose}",
+                )
+            )
+        try:
+            done = book.approve(user, job_name, user.department, purpose)
+        except ClawfedError as exc:
+            return TextAnswer(t(lang, f"未能批准：{exc}", f"Not approved: {exc}"))
+        return TextAnswer(
+            t(
+                lang,
+                f"已批准：{done.department}的数据可用于任务「{done.job_id}」，用途：{done.purpose}。",
+                f"Approved: {done.department}'s data may be used by job '{done.job_id}' for "
+                f"{done.purpose}.",
+            )
+        )
 
     def answer(self, text: str) -> Answer:
         """Answer one message: a structured command or a free question."""
@@ -160,7 +269,7 @@ class Answerer:
         )
 
     # ---- questions ----------------------------------------------------------------------
-    def _question(self, p: Parsed, lang: Lang, lowered: str) -> Answer:
+    def _question(self, p: Parsed, lang: Lang, lowered: str, view: RegionView = ALL) -> Answer:
         s = p.slots
         if p.intent is Intent.TRAINING_PROGRESS:
             return self.insights.progress(s.job, lang)
@@ -173,7 +282,11 @@ class Answerer:
             return self.insights.ranking(s.time_range, lang)
         if p.intent is Intent.COMPARE:
             if s.regions:
-                return self.insights.regions(s.regions, s.metric, s.time_range, lang)
+                job = self.regional.job(s.job)
+                if isinstance(job, str):
+                    return self.insights.regions(s.regions, s.metric, s.time_range, lang)
+                today = self._today()
+                return self.regional.answer(job, s.regions, s.time_range, today, lang, view)
             return self.insights.compare(s.job, s.metric, s.departments, s.time_range, lang)
         if p.intent is Intent.NODE_STATUS:
             nodes = self._store.nodes()
@@ -199,3 +312,7 @@ class Answerer:
         if p.intent is Intent.HELP:
             return TextAnswer(help_reply(lang))
         return TextAnswer(not_understood_reply(lang))
+
+
+def _head(asker: Asker) -> bool:
+    return asker.user is not None and asker.user.role is Role.DEPARTMENT_HEAD

@@ -28,11 +28,14 @@ from clawfed.chat.errors import (
 )
 from clawfed.chat.nlu import Lang, default_parser, detect_lang
 from clawfed.chat.outbox import Outbox
+from clawfed.chat.service.access import AccessControl, wecom_profile_lookup
 from clawfed.chat.service.answers import Answerer
 from clawfed.chat.service.config import ChatConfig, WeComAppSettings
+from clawfed.chat.service.regional import RegionalAnswers
 from clawfed.chat.service.replies import Answer, ChartAnswer, TextAnswer, ack
 from clawfed.chat.service.store import ChatStore
 from clawfed.chat.service.views import t
+from clawfed.chat.wecom_api import WeComClient
 from clawfed.chat.wecom_crypto import ReplayGuard, WeComCrypto
 from clawfed.chat.wecom_messages import TEXT_MAX_BYTES
 from clawfed.core.errors import ClawfedError
@@ -76,6 +79,11 @@ class ChatRuntime:
         self._holds = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._closers: list[Callable[[], None]] = []
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when the runtime closes (e.g. to close an HTTP client)."""
+        self._closers.append(fn)
 
     def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
         """Run ``fn(*args)`` on a worker thread."""
@@ -113,6 +121,9 @@ class ChatRuntime:
         """Finish the work in progress (at most ``timeout`` s), drop what has not started."""
         self.wait_idle(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        closers, self._closers = self._closers, []
+        for fn in closers:
+            fn()
 
     # ---- late delivery ----------------------------------------------------------------
     def send_later(self, channel: str, user: str, answer: Answer) -> None:
@@ -185,7 +196,7 @@ def _add_callback(
         if not message.is_text or not message.content.strip():
             return Response(status_code=200)
         user, lang = message.from_user, detect_lang(message.content)
-        future = runtime.submit(answerer.answer, message.content)
+        future = runtime.submit(answerer.reply, user, message.content)
         try:
             answer = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), budget)
         except TimeoutError:
@@ -251,7 +262,14 @@ def create_chat_app(
     app's lifespan when the server runs it).
     """
     runtime = ChatRuntime(outbox, workers)
-    responder = answerer or Answerer(store, config.zone)
+    fixed = config.today
+    responder = answerer or Answerer(
+        store,
+        config.zone,
+        today=None if fixed is None else (lambda: fixed),
+        access=access_control(config, store, runtime),
+        regional=RegionalAnswers(store, config.region_query),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -262,10 +280,41 @@ def create_chat_app(
         title="clawfed chat", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.state.chat = runtime
+    app.state.answerer = responder
     for name, settings in config.app_channels().items():
         _add_callback(app, name, settings, responder, runtime, clock, passive_budget_s)
     runtime.submit(default_parser)  # load jieba now, not during the first 5-second window
     return app
+
+
+def access_control(
+    config: ChatConfig, store: ChatStore, runtime: ChatRuntime
+) -> AccessControl | None:
+    """The access control ``config.access`` asks for (None without an ``access`` section).
+
+    Senders unknown to the store and the config are looked up with WeCom's ``user/get``
+    through the first WeCom application channel (when ``access.lookup`` is on).
+    """
+    if config.access is None:
+        return None
+    lookup = None
+    apps = list(config.app_channels().values())
+    if apps and config.access.lookup:
+        first = apps[0]
+        client = WeComClient(
+            first.api_base, first.corp_id, first.corp_secret.get_secret_value(), first.agent_id
+        )
+        lookup = wecom_profile_lookup(client)
+        runtime.on_close(client.close)
+    return AccessControl(config.access, store.db, lookup=lookup)
+
+
+def chat_answerer(app: FastAPI) -> Answerer:
+    """The :class:`Answerer` of an app made by :func:`create_chat_app`."""
+    answerer = app.state.answerer
+    if not isinstance(answerer, Answerer):
+        raise TypeError("this app was not made by create_chat_app")
+    return answerer
 
 
 def chat_runtime(app: FastAPI) -> ChatRuntime:

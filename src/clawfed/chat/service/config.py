@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from clawfed.chat.nlu.lang import Lang
 from clawfed.chat.wecom_api import DEFAULT_API_BASE
 from clawfed.chat.wecom_crypto import decode_aes_key
 from clawfed.core.errors import ConfigError
+from clawfed.governance.policy import Role
 
 CHAT_SECTION = "chat"
 DEFAULT_CHAT_PORT = 18790
@@ -196,6 +198,59 @@ def _secrets(name: str, channel: Any) -> list[tuple[str, str]]:
     return found
 
 
+class PersonSettings(_Model):
+    """Who a WeCom user is to clawfed: a role, a department, usable model services."""
+
+    role: Role
+    department: str | None = Field(default=None, min_length=1, max_length=128)
+    entitlements: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> PersonSettings:
+        if self.role is Role.DEPARTMENT_HEAD and self.department is None:
+            raise ValueError("a department_head needs a department")
+        if self.role in (Role.DATA_ADMIN, Role.AUDITOR) and self.department is not None:
+            raise ValueError(f"a {self.role} sees across departments and takes no department")
+        return self
+
+
+class AccessSettings(_Model):
+    """Who may ask what in chat.
+
+    A WeCom user is found, in order: linked to a clawfed user in the store
+    (``clawfed users link-wecom``), listed under ``people``, or (``lookup``) asked of WeCom
+    with ``user/get``: the first of their WeCom departments named in ``wecom_departments``
+    is their department, and being its leader (``is_leader_in_dept``) makes them its head;
+    otherwise they are an employee. Anyone else is refused.
+    """
+
+    people: dict[str, PersonSettings] = Field(default_factory=dict)
+    wecom_departments: dict[int, str] = Field(default_factory=dict)
+    lookup: bool = True
+    entitlements: tuple[str, ...] = ()  # model services every looked-up employee may use
+
+
+class RegionQuerySettings(_Model):
+    """Federated per-region questions: which columns, and the minimum group size k."""
+
+    group_column: str = Field(default="region", min_length=1)
+    period_column: str = Field(default="month", min_length=1)
+    min_group_rows: int = Field(default=10, ge=1)
+    jobs: dict[str, int] = Field(default_factory=dict)  # job -> its own k (at least 1)
+    timeout_s: float = Field(default=60.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _check(self) -> RegionQuerySettings:
+        for job, k in self.jobs.items():
+            if k < 1:
+                raise ValueError(f"jobs.{job}: min_group_rows must be >= 1, got {k}")
+        return self
+
+    def k_for(self, job: str) -> int:
+        """The minimum group size of ``job``."""
+        return self.jobs.get(job, self.min_group_rows)
+
+
 class ChatConfig(_Model):
     """Everything the chat layer needs: reply language, channels, routes, the callback server.
 
@@ -211,6 +266,11 @@ class ChatConfig(_Model):
     metric_drop_alert: float = Field(default=0.02, gt=0, le=1)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=DEFAULT_CHAT_PORT, ge=0, le=65535)
+    #: Who may ask what. None: no per-user checks and no chat audit (set it in production).
+    access: AccessSettings | None = None
+    region_query: RegionQuerySettings = Field(default_factory=RegionQuerySettings)
+    #: A fixed "today" for relative dates ("上月"); demos and tests set it, production not.
+    today: date | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ChatConfig:

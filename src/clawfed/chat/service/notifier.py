@@ -28,11 +28,14 @@ from clawfed.chat.templates import (
     NodeLost,
     Notice,
     NoticeError,
+    RoundDeviations,
     RoundFinished,
     UpdateRefused,
     VersionPublished,
     render,
 )
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.valuemap import value_change
 from clawfed.core.errors import ClawfedError
 
 _log = logging.getLogger(__name__)
@@ -81,7 +84,27 @@ class PlainNotice:
         return "\n".join([f"**{title}**", *(f"> {line}" for line in lines)])
 
 
-AnyNotice = Notice | PlainNotice
+@dataclass(frozen=True)
+class ValuedNotice:
+    """A notice followed by a line saying what the metric's change is worth."""
+
+    inner: Notice | PlainNotice
+    line_zh: str
+    line_en: str
+
+    def render(self, lang: Lang, fmt: Fmt) -> str:
+        """The inner notice, then the value line (quoted in markdown)."""
+        line = self.line_zh if lang is Lang.ZH else self.line_en
+        if fmt is not Fmt.TEXT:
+            line = "> " + line.translate(_MD_SPECIAL)
+        inner = self.inner
+        head = (
+            inner.render(lang, fmt) if isinstance(inner, PlainNotice) else render(inner, lang, fmt)
+        )
+        return head + "\n" + line
+
+
+AnyNotice = Notice | PlainNotice | ValuedNotice
 
 
 def _code(reason: object) -> str:
@@ -166,7 +189,7 @@ class Notifier:
                 fmt = Fmt.MARKDOWN if markdown else Fmt.TEXT
                 text = (
                     notice.render(lang, fmt)
-                    if isinstance(notice, PlainNotice)
+                    if isinstance(notice, PlainNotice | ValuedNotice)
                     else render(notice, lang, fmt)
                 )
                 message = (
@@ -204,6 +227,10 @@ class Notifier:
                     _code(data.get("reason", "other")),
                 )
                 return [(EventKind.ANOMALY, dropped)]
+            if kind == "anomaly" and data.get("suspects"):
+                return [(EventKind.ANOMALY, RoundDeviations.from_event(data))]
+            if kind == "free_rider":
+                return [(EventKind.ANOMALY, _free_rider(data))]
             if kind in ("job_completed", "job_failed"):
                 return [(EventKind.JOB_FINISHED, self._job_finished(kind, data))]
             if kind == "approval_requested":
@@ -300,11 +327,34 @@ class Notifier:
                 (f"参与部门：{depts}",),
                 (f"Departments: {depts.replace('、', ', ')}",),
             )
+        valued = self._valued(job, round_no, data["report"])
+        if valued is not None:
+            assert not isinstance(finished, ValuedNotice)
+            finished = ValuedNotice(finished, *valued)
         out.insert(0, (EventKind.ROUND_COMPLETED, finished))
         version = self._version(job, data.get("version"))
         if version is not None:
             out.insert(1, (EventKind.VERSION_PUBLISHED, version))
         return out
+
+    def _valued(self, job: str, round_no: int, report: object) -> tuple[str, str] | None:
+        """What the change of the job's value-mapped metric since the last round is worth."""
+        if self._store is None:
+            return None
+        after = getattr(report, "metrics", None)
+        if not isinstance(after, Mapping):
+            return None
+        try:
+            mapping = parse_job(self._store.job(job).spec_yaml, source=f"job {job}").value
+            before = [v for v in self._store.versions(job) if v.round_no < round_no]
+        except ClawfedError:
+            return None
+        if mapping is None or not before:
+            return None
+        change = value_change(mapping, before[-1].metrics, after)
+        if change is None:
+            return None
+        return "业务价值：" + change.text(zh=True), "Business value: " + change.text(zh=False)
 
     def _stored_previous(self, job: str, round_no: int, dept: str, key: str) -> float | None:
         """The department's metric in the job's previous round, from the store (restarts)."""
@@ -349,3 +399,28 @@ class Notifier:
             (f"The reason is kept on the coordinator: run clawfed job status {job}",),
             warning=True,
         )
+
+
+_FREE_RIDER_ZH = {"copy_global": "照抄全局模型", "noise": "只含噪声", "replay": "重放旧更新"}
+_FREE_RIDER_EN = {
+    "copy_global": "copies the global model",
+    "noise": "is noise only",
+    "replay": "replays an old update",
+}
+_POLICY_ZH = {"flag": "仅标记", "downweight": "已降权", "exclude": "已排除"}
+_POLICY_EN = {"flag": "flagged only", "downweight": "down-weighted", "exclude": "excluded"}
+
+
+def _free_rider(data: Mapping[str, Any]) -> PlainNotice:
+    """The notice of a ``free_rider`` event: who, what the update looked like, what was done."""
+    dept = str(data.get("department") or data["node_id"])
+    kind, policy = str(data["kind"]), str(data.get("policy") or "flag")
+    job, round_no, evidence = str(data["job_id"]), int(data["round"]), str(data["evidence"])
+    what_zh, what_en = _FREE_RIDER_ZH.get(kind, kind), _FREE_RIDER_EN.get(kind, kind)
+    return PlainNotice(
+        f"异常：任务「{job}」第{round_no}轮，{dept}的更新疑似搭便车（{what_zh}）",
+        f"Anomaly: job '{job}' round {round_no}, {dept}'s update {what_en}",
+        (f"处理：{_POLICY_ZH.get(policy, policy)}", f"依据：{evidence}"),
+        (f"Action: {_POLICY_EN.get(policy, policy)}", f"Evidence: {evidence}"),
+        warning=True,
+    )

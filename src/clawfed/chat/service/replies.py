@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clawfed.chat.charts import BarValue, LineSeries, compare_bar_chart, metric_line_chart
+from clawfed.chat.charts import (
+    BarValue,
+    GroupBar,
+    LineSeries,
+    compare_bar_chart,
+    grouped_bar_chart,
+    metric_line_chart,
+)
 from clawfed.chat.nlu.lang import Lang
 from clawfed.chat.service.views import t
 
@@ -53,11 +60,24 @@ class BarChart:
 
 
 @dataclass(frozen=True)
+class GroupedBarChart:
+    """Groups (e.g. regions) side by side, a bar per department labelled with its name."""
+
+    title: str
+    y_label: str
+    bars: tuple[GroupBar, ...]
+
+    def render(self) -> bytes:
+        """The chart as PNG bytes."""
+        return grouped_bar_chart(self.title, self.y_label, self.bars)
+
+
+@dataclass(frozen=True)
 class ChartAnswer:
     """An answer that needs a chart: ``ack`` goes back at once, the image and ``caption`` later."""
 
     ack: str
-    chart: LineChart | BarChart
+    chart: LineChart | BarChart | GroupedBarChart
     caption: str
     lang: Lang
 

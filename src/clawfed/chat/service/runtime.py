@@ -12,10 +12,11 @@ import httpx
 
 from clawfed.chat.local_server import RunningServer, serve_app
 from clawfed.chat.outbox import Outbox
-from clawfed.chat.service.app import chat_runtime, create_chat_app
+from clawfed.chat.service.app import chat_answerer, chat_runtime, create_chat_app
 from clawfed.chat.service.channels import ConfiguredChannels, rate_windows
 from clawfed.chat.service.config import ChatConfig
 from clawfed.chat.service.notifier import Notifier
+from clawfed.chat.service.regional import RegionAsk
 from clawfed.chat.service.store import ChatStore
 from clawfed.governance._common import now_utc
 from clawfed.governance.db import Database
@@ -63,6 +64,10 @@ class ChatService:
     def _pause(self, seconds: float) -> None:
         """A channel's wait for a rate-limit slot, cut short when the service stops."""
         self._stopping.wait(seconds)
+
+    def attach_query(self, ask: RegionAsk) -> None:
+        """Let chat answer regional questions with federated queries run by ``ask``."""
+        chat_answerer(self.app).regional.ask = ask
 
     @property
     def callback_url(self) -> str | None:

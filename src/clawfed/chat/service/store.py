@@ -23,6 +23,7 @@ class ChatStore:
     """
 
     def __init__(self, db: Database) -> None:
+        self.db = db
         self._nodes = NodeRegistry(db)
         self._jobs = JobStore(db)
         self._versions = ModelRegistry(db)

@@ -39,6 +39,19 @@ class _TaskKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskKind.Val
     """return the initial global weights for a new job"""
     TASK_KIND_STATS: _TaskKind.ValueType  # 4
     """return aggregate statistics of the local data (never rows)"""
+    TASK_KIND_QUERY: _TaskKind.ValueType  # 5
+    """answer a federated query with the job's model: aggregates only"""
+    TASK_KIND_SECAGG_ADVERTISE: _TaskKind.ValueType  # 6
+    """Secure aggregation (Bonawitz et al., CCS 2017), one task per phase; control messages
+    travel as JSON in config["secagg.message"] and come back as a uint8 payload.
+    train, keep the update, return public keys
+    """
+    TASK_KIND_SECAGG_SHARE: _TaskKind.ValueType  # 7
+    """return encrypted Shamir shares for the neighbours"""
+    TASK_KIND_SECAGG_MASK: _TaskKind.ValueType  # 8
+    """return the masked fixed-point update (a ring tensor)"""
+    TASK_KIND_SECAGG_UNMASK: _TaskKind.ValueType  # 9
+    """return the shares needed to remove the masks"""
 
 class TaskKind(_TaskKind, metaclass=_TaskKindEnumTypeWrapper):
     """---- tasks --------------------------------------------------------------------------"""
@@ -50,6 +63,19 @@ TASK_KIND_INIT: TaskKind.ValueType  # 3
 """return the initial global weights for a new job"""
 TASK_KIND_STATS: TaskKind.ValueType  # 4
 """return aggregate statistics of the local data (never rows)"""
+TASK_KIND_QUERY: TaskKind.ValueType  # 5
+"""answer a federated query with the job's model: aggregates only"""
+TASK_KIND_SECAGG_ADVERTISE: TaskKind.ValueType  # 6
+"""Secure aggregation (Bonawitz et al., CCS 2017), one task per phase; control messages
+travel as JSON in config["secagg.message"] and come back as a uint8 payload.
+train, keep the update, return public keys
+"""
+TASK_KIND_SECAGG_SHARE: TaskKind.ValueType  # 7
+"""return encrypted Shamir shares for the neighbours"""
+TASK_KIND_SECAGG_MASK: TaskKind.ValueType  # 8
+"""return the masked fixed-point update (a ring tensor)"""
+TASK_KIND_SECAGG_UNMASK: TaskKind.ValueType  # 9
+"""return the shares needed to remove the masks"""
 Global___TaskKind: _TypeAlias = TaskKind  # noqa: Y015
 
 @_typing.final
