@@ -6,8 +6,9 @@ What it measures, each on the held-out test split (20 % of the 1,797 digits):
    0.1) label skew;
 2. 20 % and 30 % malicious nodes doing label flipping (train on 9 − y), sign flipping
    (send −Δ), scaling (send 10·Δ) or both (send −10·Δ), against FedAvg, coordinate
-   median, trimmed mean (β = the malicious share), Krum (f = the malicious count) and norm
-   bounding (C = the median update norm of the clean FedAvg run), IID split;
+   median, trimmed mean (β = the malicious share), Krum and Multi-Krum (f = the malicious
+   count, m = N − f) and norm bounding (C = the median update norm of the clean FedAvg
+   run), IID split;
 3. contribution (GTG-Shapley with a budget, exact Shapley as its reference, leave-one-out;
    utilities: accuracy and log-likelihood on the coordinator's validation split) of 7 honest
    nodes, 1 noise node, 1 copy-global free rider and 1 replay node, with free-rider flags,
@@ -302,6 +303,9 @@ def robust_rules(frac: float, max_norm: float) -> dict[str, Strategy]:
         "median": build_strategy("median", {}),
         f"trimmed mean β={frac:g}": build_strategy("trimmed_mean", {"beta": frac}),
         f"Krum f={f}": build_strategy("krum", {"f": f}),
+        f"Multi-Krum f={f},m={N_NODES - f}": build_strategy(
+            "multi_krum", {"f": f, "m": N_NODES - f}
+        ),
         f"norm bounding C={max_norm:.2f}": build_strategy("norm_bounding", {"max_norm": max_norm}),
     }
 

@@ -23,7 +23,9 @@ from clawfed.coordinator.jobspec import parse_job, task_config
 from clawfed.coordinator.workspace import open_workspace
 from clawfed.data.scenarios import FRAUD_DEPARTMENTS
 from clawfed.governance.audit import AuditLog
+from clawfed.governance.policy import Role
 from clawfed.governance.registry import ModelRegistry
+from clawfed.governance.users import UserDirectory
 from clawfed.node.baseline import local_baseline
 from clawfed.node.learning_runner import LearningRunner, LocalData
 
@@ -217,3 +219,16 @@ def test_the_tables_show_every_department_and_model() -> None:
         "audit_ok": False,
         "wall_s": 12.3,
     }
+
+
+def test_the_demo_serves_the_dashboard_and_says_where(demo_run: DemoRun) -> None:
+    found = re.search(
+        r"dashboard and REST API at (http://127\.0\.0\.1:\d+/)\S* while the demo runs "
+        r"\(log in as data admin with token (\S+)\)",
+        demo_run.ran.stderr,
+    )
+    assert found is not None, demo_run.ran.stderr[-3000:]
+    assert len(found.group(2)) >= 20  # a real secret, shown once
+    with open_workspace(demo_run.root / "ws").database() as db:
+        admin = UserDirectory(db).authenticate(found.group(2))
+    assert admin.user_id == "demo-admin" and admin.role is Role.DATA_ADMIN

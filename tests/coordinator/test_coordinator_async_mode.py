@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from coordinator_support import MemoryLedger
 
 from clawfed.coordinator.async_engine import AsyncRoundEngine
-from clawfed.coordinator.engine import Progress, RoundReport
 from clawfed.coordinator.gateway import TaskKind, TaskOutcome, TaskRequest
 from clawfed.coordinator.jobspec import JobMode, parse_job
 from clawfed.coordinator.memory_gateway import MemoryGateway
@@ -19,39 +19,6 @@ from clawfed.core import ConfigError, NodeInfo, Weights
 from clawfed.wire.codecs import UpdateCompressor
 
 D = 256
-
-
-class Ledger:
-    def __init__(self) -> None:
-        self.initial: Weights | None = None
-        self.rounds: list[tuple[RoundReport, Weights]] = []
-
-    def progress(self, job_id: str) -> Progress:
-        del job_id
-        return Progress(len(self.rounds), self.rounds[-1][1] if self.rounds else self.initial, {})
-
-    def save_initial(self, job_id: str, weights: Weights, source_node: str) -> None:
-        del job_id, source_node
-        self.initial = weights
-
-    def save_prep(self, job_id: str, prep: Mapping[str, Any]) -> None:
-        del job_id, prep
-
-    def complete_round(
-        self,
-        report: RoundReport,
-        weights: Weights,
-        strategy_state: Mapping[str, Any],
-        state_arrays: Weights | None = None,
-    ) -> str:
-        del strategy_state, state_arrays
-        self.rounds.append((report, weights))
-        return f"v{len(self.rounds)}"
-
-    def record_failed_attempt(
-        self, report: RoundReport, reason: str, *, final: bool = False
-    ) -> None:
-        raise AssertionError(f"{report.round_no}: {reason} ({final})")
 
 
 def node(value: float, delay: float, configs: list[Mapping[str, Any]]) -> Any:
@@ -77,7 +44,7 @@ def test_async_job_file_runs_fedbuff_with_compression_and_a_slow_node() -> None:
         "round_deadline_s: 30\nmode: async\nfedbuff: {buffer_size: 2}\ncompression: int8\n"
     )
     assert spec.mode is JobMode.ASYNC and spec.fedbuff is not None
-    gw, ledger = MemoryGateway(), Ledger()
+    gw, ledger = MemoryGateway(), MemoryLedger(fail_fast=True)
     configs: list[Mapping[str, Any]] = []
     gw.connect(NodeInfo("fast1", "d1"), node(1.0, 0.0, configs))
     gw.connect(NodeInfo("fast2", "d2"), node(3.0, 0.0, configs))

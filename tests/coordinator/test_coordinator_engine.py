@@ -3,54 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pytest
+from coordinator_support import MemoryLedger
 
 from clawfed.aggregation import FedAvg
-from clawfed.coordinator.engine import Progress, RoundEngine, RoundReport
+from clawfed.coordinator.engine import RoundEngine
 from clawfed.coordinator.gateway import TaskKind, TaskOutcome, TaskRequest
 from clawfed.coordinator.jobspec import JobSpec, ModelSpec
 from clawfed.coordinator.memory_gateway import MemoryGateway
 from clawfed.core import JobError, NodeInfo, Weights
-
-
-class MemoryLedger:
-    def __init__(self) -> None:
-        self.initial: Weights | None = None
-        self.rounds: list[tuple[RoundReport, Weights]] = []
-        self.failed: list[tuple[RoundReport, str]] = []
-
-    def progress(self, job_id: str) -> Progress:
-        del job_id
-        w = self.rounds[-1][1] if self.rounds else self.initial
-        return Progress(len(self.rounds), w, {})
-
-    def save_initial(self, job_id: str, weights: Weights, source_node: str) -> None:
-        del job_id, source_node
-        self.initial = weights
-
-    def complete_round(
-        self,
-        report: RoundReport,
-        weights: Weights,
-        strategy_state: Mapping[str, Any],
-        state_arrays: Weights | None = None,
-    ) -> str:
-        del strategy_state, state_arrays
-        self.rounds.append((report, weights))
-        return f"job@v{len(self.rounds)}"
-
-    def save_prep(self, job_id: str, prep: Mapping[str, Any]) -> None:
-        del job_id, prep
-
-    def record_failed_attempt(
-        self, report: RoundReport, reason: str, *, final: bool = False
-    ) -> None:
-        del final
-        self.failed.append((report, reason))
 
 
 def node(value: float, samples: int, *, delay: float = 0.0, bad: str = "") -> Any:

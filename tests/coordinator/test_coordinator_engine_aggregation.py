@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from coordinator_support import MemoryLedger
 
 from clawfed.aggregation import build_strategy
 from clawfed.aggregation.quality_weighted import NodeFact
 from clawfed.chat.templates import Fmt, Lang, RoundDeviations, render
-from clawfed.coordinator.engine import Progress, RoundEngine, RoundReport
+from clawfed.coordinator.engine import RoundEngine
 from clawfed.coordinator.gateway import TaskKind, TaskOutcome, TaskRequest
 from clawfed.coordinator.jobspec import parse_job
 from clawfed.coordinator.memory_gateway import MemoryGateway
@@ -23,40 +24,6 @@ from clawfed.wire.codecs import UpdateCompressor
 
 D = 400
 TARGET = np.linspace(-1.0, 1.0, D)
-
-
-class Ledger:
-    def __init__(self) -> None:
-        self.initial: Weights | None = None
-        self.rounds: list[tuple[RoundReport, Weights]] = []
-
-    def progress(self, job_id: str) -> Progress:
-        del job_id
-        w = self.rounds[-1][1] if self.rounds else self.initial
-        return Progress(len(self.rounds), w, {})
-
-    def save_initial(self, job_id: str, weights: Weights, source_node: str) -> None:
-        del job_id, source_node
-        self.initial = weights
-
-    def save_prep(self, job_id: str, prep: Mapping[str, Any]) -> None:
-        del job_id, prep
-
-    def complete_round(
-        self,
-        report: RoundReport,
-        weights: Weights,
-        strategy_state: Mapping[str, Any],
-        state_arrays: Weights | None = None,
-    ) -> str:
-        del strategy_state, state_arrays
-        self.rounds.append((report, weights))
-        return f"job@v{len(self.rounds)}"
-
-    def record_failed_attempt(
-        self, report: RoundReport, reason: str, *, final: bool = False
-    ) -> None:
-        raise AssertionError(f"round {report.round_no} failed: {reason} (final={final})")
 
 
 def accuracy(w: np.ndarray) -> float:
@@ -122,8 +89,8 @@ def run(
     facts: Mapping[str, NodeFact] | None = None,
     events: list[tuple[str, Mapping[str, Any]]] | None = None,
     audit: list[tuple[str, list[str], Mapping[str, Any]]] | None = None,
-) -> Ledger:
-    ledger = Ledger()
+) -> MemoryLedger:
+    ledger = MemoryLedger(fail_fast=True)
     strategy = build_strategy(spec.strategy.name, spec.strategy.settings)
     engine = RoundEngine(
         gw,

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from coordinator_support import MemoryLedger
 
 from clawfed.aggregation import FedAvg, build_strategy
-from clawfed.coordinator.engine import Progress, RoundEngine, RoundReport
+from clawfed.coordinator.engine import RoundEngine
 from clawfed.coordinator.gateway import FailureCode, TaskFailed, TaskKind, TaskOutcome, TaskRequest
 from clawfed.coordinator.jobspec import JobSpec, parse_job
 from clawfed.coordinator.memory_gateway import MemoryGateway
@@ -23,42 +24,6 @@ from clawfed.privacy.errors import BudgetExceeded
 from clawfed.privacy.secagg_wire import SecureKey, SecureStep
 
 SIZE = 64
-
-
-class MemoryLedger:
-    def __init__(self) -> None:
-        self.initial: Weights | None = None
-        self.rounds: list[tuple[RoundReport, Weights]] = []
-        self.failed: list[tuple[RoundReport, str]] = []
-
-    def progress(self, job_id: str) -> Progress:
-        del job_id
-        w = self.rounds[-1][1] if self.rounds else self.initial
-        return Progress(len(self.rounds), w, {})
-
-    def save_initial(self, job_id: str, weights: Weights, source_node: str) -> None:
-        del job_id, source_node
-        self.initial = weights
-
-    def save_prep(self, job_id: str, prep: Mapping[str, Any]) -> None:
-        del job_id, prep
-
-    def complete_round(
-        self,
-        report: RoundReport,
-        weights: Weights,
-        strategy_state: Mapping[str, Any],
-        state_arrays: Weights | None = None,
-    ) -> str:
-        del strategy_state, state_arrays
-        self.rounds.append((report, weights))
-        return f"job@v{len(self.rounds)}"
-
-    def record_failed_attempt(
-        self, report: RoundReport, reason: str, *, final: bool = False
-    ) -> None:
-        del final
-        self.failed.append((report, reason))
 
 
 def delta_of(seed: int, scale: float = 0.5) -> np.ndarray:

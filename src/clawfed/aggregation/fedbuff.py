@@ -9,26 +9,17 @@ when the buffer holds ``buffer_size`` (K) updates the server steps
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import Field
 
 from clawfed.aggregation.delta import apply_delta, check_update
 from clawfed.aggregation.fedavg import axpy
+from clawfed.aggregation.settings import SectionSettings
 from clawfed.core import ConfigError, JobError, Update, Weights
-
-
-def _problem(err: ErrorDetails, section: str) -> str:
-    where = ".".join(str(p) for p in err["loc"]) or section
-    if err["type"] == "missing":
-        return f"{where}: setting is required"
-    if err["type"] == "extra_forbidden":
-        return f"{where}: unknown setting"
-    return f"{where}: {err['msg'].lower()}, got {err['input']!r}"
 
 
 class BufferWeighting(StrEnum):
@@ -38,7 +29,7 @@ class BufferWeighting(StrEnum):
     SAMPLES = "samples"
 
 
-class FedBuffSettings(BaseModel):
+class FedBuffSettings(SectionSettings):
     """FedBuff's knobs as a job file states them.
 
     ``buffer_size`` K updates per aggregation; ``server_lr`` η; ``staleness_exponent`` a in
@@ -48,7 +39,7 @@ class FedBuffSettings(BaseModel):
     update is accepted for ``stall_timeout_s`` (None: ``round_deadline_s × (max_retries+1)``).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+    section: ClassVar[str] = "fedbuff"
 
     buffer_size: int = Field(default=10, ge=1)
     server_lr: float = Field(default=1.0, gt=0.0)
@@ -58,21 +49,6 @@ class FedBuffSettings(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     retry_after_s: float = Field(default=1.0, gt=0.0)
     stall_timeout_s: float | None = Field(default=None, gt=0.0)
-
-    @classmethod
-    def from_job(cls, data: Mapping[str, object]) -> FedBuffSettings:
-        """Validate the ``fedbuff:`` section of a job file.
-
-        Raises
-        ------
-        ConfigError
-            Naming every unknown setting and every value that breaks its rule.
-        """
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as exc:
-            problems = "; ".join(_problem(e, "fedbuff") for e in exc.errors())
-            raise ConfigError(f"invalid fedbuff settings: {problems}") from exc
 
 
 def staleness_weight(staleness: int, exponent: float) -> float:

@@ -33,24 +33,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
+from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import Field
 
 from clawfed.aggregation.anomaly import UpdateSketch, UpdateSketcher, cosine, robust_reference
 from clawfed.aggregation.base import Aggregator
 from clawfed.aggregation.errors import TooFewUpdates
-from clawfed.core import ConfigError, JobError, Update, Weights
-
-
-def _problem(err: ErrorDetails, section: str) -> str:
-    where = ".".join(str(p) for p in err["loc"]) or section
-    if err["type"] == "missing":
-        return f"{where}: setting is required"
-    if err["type"] == "extra_forbidden":
-        return f"{where}: unknown setting"
-    return f"{where}: {err['msg'].lower()}, got {err['input']!r}"
+from clawfed.aggregation.settings import SectionSettings
+from clawfed.core import JobError, Update, Weights
 
 
 class FreeRiderKind(StrEnum):
@@ -85,10 +77,10 @@ class FreeRiderFlag:
     threshold: float
 
 
-class FreeRiderSettings(BaseModel):
+class FreeRiderSettings(SectionSettings):
     """Thresholds, policy and memory bounds of free-rider detection (see the module doc)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+    section: ClassVar[str] = "free_riders"
 
     policy: FreeRiderPolicy = Field(default=FreeRiderPolicy.FLAG, strict=False)
     downweight_factor: float = Field(default=0.1, gt=0.0, lt=1.0)
@@ -100,21 +92,6 @@ class FreeRiderSettings(BaseModel):
     replay_tol: float = Field(default=1e-3, ge=0.0, lt=1.0)
     history_rounds: int = Field(default=5, ge=1, le=1000)
     max_fingerprints: int = Field(default=512, ge=1, le=100_000)
-
-    @classmethod
-    def from_job(cls, data: Mapping[str, object]) -> FreeRiderSettings:
-        """Validate the ``free_riders:`` section of a job file.
-
-        Raises
-        ------
-        ConfigError
-            Naming every unknown setting and every value that breaks its rule.
-        """
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as exc:
-            problems = "; ".join(_problem(e, "free_riders") for e in exc.errors())
-            raise ConfigError(f"invalid free_riders settings: {problems}") from exc
 
 
 @dataclass(frozen=True, eq=False)

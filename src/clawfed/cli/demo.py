@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
@@ -32,6 +27,7 @@ from clawfed.chat.service import ChatService
 from clawfed.chat.wecom_xml import parse_flat_xml
 from clawfed.cli.chat_cmds import demo_chat_section
 from clawfed.cli.common import console, err_console, setup_logging
+from clawfed.cli.demo_support import free_port, fresh_folder, start_nodes, stop_processes
 from clawfed.coordinator.config import save_settings
 from clawfed.coordinator.engine import RoundReport
 from clawfed.coordinator.jobspec import JobSpec, parse_job, task_config
@@ -40,10 +36,11 @@ from clawfed.coordinator.workspace import Workspace, enroll_node, init_workspace
 from clawfed.core import ConfigError, JobError, Metrics
 from clawfed.data.scenarios import DEFAULT_FRAUD_ROWS, FRAUD_DEPARTMENTS, make_fraud_scenario
 from clawfed.governance.audit import AuditLog
+from clawfed.governance.policy import Role
 from clawfed.governance.registry import ModelRegistry
+from clawfed.governance.users import UserDirectory
 from clawfed.node.learning_runner import LocalData
 
-_MARKER = ".clawfed-demo"
 _EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 _ASKER = "zhangsan"
 _ROUTED = ["job_started", "round_completed", "job_finished", "node_joined", "anomaly"]
@@ -152,24 +149,6 @@ class DemoSummary:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _fresh(folder: Path) -> None:
-    if folder.exists() or folder.is_symlink():
-        if not (folder / _MARKER).is_file():
-            raise ConfigError(
-                f"{folder} exists and was not made by `clawfed demo` (no {_MARKER} file in "
-                "it); pick another --dir"
-            )
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    (folder / _MARKER).write_text("made by clawfed demo; safe to delete\n", encoding="utf-8")
-
-
 def _job_text(scenario: DemoScenario, rounds: int | None) -> str:
     if not scenario.job_file.is_file():
         raise ConfigError(f"the demo's job file {scenario.job_file} is missing from this checkout")
@@ -206,36 +185,6 @@ class _Progress:
             self._out.print(f"  node joined: {data.get('department')} ({data.get('node_id')})")
         elif kind in ("node_dropped", "update_rejected"):
             self._out.print(f"  [yellow]{kind}[/]: {data.get('node_id')} {data.get('reason', '')}")
-
-
-def _start_nodes(
-    root: Path, kits: Mapping[str, Path], data: Mapping[str, LocalData]
-) -> list[subprocess.Popen[bytes]]:
-    logs = root / "logs"
-    logs.mkdir(exist_ok=True)
-    procs = []
-    for dept, kit in kits.items():
-        local = data[dept]
-        cmd = [sys.executable, "-m", "clawfed", "node", "--kit", str(kit),
-               "--data", f"{local.name}={local.path}"]  # fmt: skip
-        if local.mapping is not None:
-            cmd += ["--mapping", f"{local.name}={local.mapping}"]
-        with (logs / f"{dept}.log").open("wb") as log:
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
-            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
-    return procs
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def _references(
@@ -345,13 +294,13 @@ def _show(out: Console, summary: DemoSummary) -> None:
 
 async def _run(root: Path, scenario: DemoScenario, rounds: int | None, out: Console) -> DemoSummary:
     started = time.monotonic()
-    _fresh(root)
+    fresh_folder(root)
     out.print(f"[bold]clawfed demo[/] in {root}: {scenario.story}; rows never leave their node")
     data = scenario.write_data(root / "data")
-    ws = init_workspace(root / "ws", federation=scenario.federation, port=_free_port())
+    ws = init_workspace(root / "ws", federation=scenario.federation, port=free_port())
     wecom = serve_fake_wecom("127.0.0.1", 0, fake=FakeWeCom(users=(_ASKER, "lisi", "wangwu")))
     chat = demo_chat_section(wecom)
-    chat["http_port"] = _free_port()
+    chat["http_port"] = free_port()
     chat["routes"] = [{"events": _ROUTED, "channel": "group"}]
     settings = ws.settings.model_copy(update={"chat": chat})
     save_settings(ws.root, settings)
@@ -361,14 +310,21 @@ async def _run(root: Path, scenario: DemoScenario, rounds: int | None, out: Cons
         kits[dept] = root / f"{dept}.kit"
         enroll_node(ws, dept, name, kits[dept])
     out.print(f"federation CA, coordinator certificate and {len(kits)} enrollment kits in {root}")
-    coordinator = Coordinator(ws)
+    coordinator = Coordinator(ws, web=("127.0.0.1", 0))
     coordinator.listeners.append(_Progress(out))
     port = await coordinator.start()
     out.print(
         f"coordinator on 127.0.0.1:{port} (mutual TLS), local WeCom at {wecom.url}; "
         f"starting {len(kits)} node processes"
     )
-    procs = _start_nodes(root, kits, data)
+    if coordinator.web is not None:
+        token = _dashboard_token(coordinator)
+        out.print(
+            f"dashboard and REST API at {coordinator.web.url} while the demo runs "
+            f"(log in as data admin with token {token})",
+            highlight=False,
+        )
+    procs = start_nodes(root, kits, data)
     try:
         live = await coordinator.hub.wait_for_nodes(None, len(kits), 120)
         if len(live) < len(kits):
@@ -391,11 +347,19 @@ async def _run(root: Path, scenario: DemoScenario, rounds: int | None, out: Cons
         answers = await asyncio.to_thread(_ask, wecom, coordinator.chat, scenario.questions)
         done = await references
     finally:
-        _stop(procs)
+        stop_processes(procs)
         await coordinator.stop()
         wecom.stop()
     _transcript(out, wecom.fake, answers)
     return _summary(ws, scenario, info.job_id, done, started)
+
+
+def _dashboard_token(coordinator: Coordinator) -> str:
+    """A data admin and a one-day API token for looking at the demo in the dashboard."""
+    users = UserDirectory(coordinator.db, audit=coordinator.audit)
+    users.create("demo-admin", Role.DATA_ADMIN, display_name="demo data admin")
+    issued = users.issue_token("demo-admin", label="clawfed demo", expires_in=timedelta(days=1))
+    return issued.token
 
 
 def demo(

@@ -13,11 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,14 +27,15 @@ from clawfed.chat.service import ChatService, chat_runtime
 from clawfed.chat.wecom_xml import parse_flat_xml
 from clawfed.cli.chat_cmds import demo_chat_section
 from clawfed.cli.common import console
+from clawfed.cli.demo_support import free_port, fresh_folder, start_nodes, stop_processes
 from clawfed.coordinator.config import save_settings
 from clawfed.coordinator.jobspec import parse_job
 from clawfed.coordinator.server import Coordinator
 from clawfed.coordinator.workspace import Workspace, enroll_node, init_workspace
 from clawfed.core import ConfigError, JobError
 from clawfed.data.retail import RETAIL_DEPARTMENTS, RETAIL_REFERENCE_DATE, make_retail_scenario
+from clawfed.node.learning_runner import LocalData
 
-_MARKER = ".clawfed-demo"
 JOB_FILE = Path(__file__).resolve().parents[3] / "examples" / "retail-job.yaml"
 QUESTION = "对比下华东和华南区域上月销量预测偏差"
 CHART_NAME = "region-forecast-bias.png"
@@ -63,25 +59,10 @@ class Exchange:
     reply: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _fresh(folder: Path) -> None:
-    if folder.exists():
-        if not (folder / _MARKER).exists():
-            raise ConfigError(f"{folder} exists and was not made by `clawfed demo`; pick --dir")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    (folder / _MARKER).write_text("made by clawfed demo; safe to delete\n", encoding="utf-8")
-
-
 def retail_chat_section(wecom: FakeWeComServer) -> dict[str, Any]:
     """The demo's ``chat:`` section: the fake WeCom, roles, and the scenario's reference date."""
     chat = demo_chat_section(wecom)
-    chat["http_port"] = _free_port()
+    chat["http_port"] = free_port()
     chat["routes"] = [{"events": ["round_completed", "job_finished"], "channel": "group"}]
     chat["today"] = RETAIL_REFERENCE_DATE.isoformat()
     chat["access"] = {
@@ -100,35 +81,6 @@ def retail_job_text(rounds: int) -> str:
     data: dict[str, Any] = yaml.safe_load(JOB_FILE.read_text(encoding="utf-8"))
     data["rounds"] = rounds
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
-
-
-def start_retail_nodes(
-    root: Path, kits: Mapping[str, Path], data: Mapping[str, Path]
-) -> list[subprocess.Popen[bytes]]:
-    """One ``clawfed node`` process per department, offering its CSV as dataset ``retail``."""
-    logs = root / "logs"
-    logs.mkdir(exist_ok=True)
-    procs = []
-    for dept, kit in kits.items():
-        cmd = [sys.executable, "-m", "clawfed", "node", "--kit", str(kit),
-               "--data", f"retail={data[dept]}"]  # fmt: skip
-        with (logs / f"{dept}.log").open("wb") as log:
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
-            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
-    return procs
-
-
-def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM each process, then kill what has not ended within 15 s."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def ask(wecom: FakeWeComServer, chat: ChatService, user: str, question: str) -> Exchange:
@@ -160,9 +112,9 @@ def save_chart(fake: FakeWeCom, user: str, path: Path) -> Path | None:
 
 
 async def _run(root: Path, rounds: int) -> dict[str, Any]:
-    _fresh(root)
+    fresh_folder(root)
     data = make_retail_scenario(5, root / "data")
-    ws = init_workspace(root / "ws", federation="demo-retail", port=_free_port())
+    ws = init_workspace(root / "ws", federation="demo-retail", port=free_port())
     fake = FakeWeCom(users=(ADMIN, HEAD, EMPLOYEE), profiles=_PROFILES,
                      departments={1: "总部", **WECOM_DEPARTMENTS})  # fmt: skip
     wecom = serve_fake_wecom("127.0.0.1", 0, fake=fake)
@@ -176,7 +128,7 @@ async def _run(root: Path, rounds: int) -> dict[str, Any]:
             enroll_node(ws, dept, name, kits[dept])
         coordinator = Coordinator(ws)
         await coordinator.start()  # attaches federated queries to its chat
-        procs = start_retail_nodes(root, kits, data)
+        procs = start_nodes(root, kits, {d: LocalData("retail", p) for d, p in data.items()})
         try:
             live = await coordinator.hub.wait_for_nodes(None, len(kits), 120)
             if len(live) < len(kits):

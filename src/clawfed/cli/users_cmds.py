@@ -33,6 +33,7 @@ TokenOpt = Annotated[
         show_default=False,
     ),
 ]  # fmt: skip
+ReasonOpt = Annotated[str, typer.Option(help="Why (kept in the audit chain).")]
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def entitle(
 @users_app.command("disable")
 def disable(
     user_id: Annotated[str, typer.Argument(help="The user.")],
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit chain).")],
+    reason: ReasonOpt,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Disable a user: their tokens and chat identity stop working at once."""
@@ -161,7 +162,7 @@ def list_tokens(
 @tokens_app.command("revoke")
 def revoke_token(
     token_id: Annotated[str, typer.Argument(help="The token's id (cfd_<16 hex>).")],
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit chain).")],
+    reason: ReasonOpt,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Revoke an API token; it is refused from now on."""
@@ -222,7 +223,7 @@ def list_approvals(
 def revoke_approval(
     job_id: Annotated[str, typer.Argument(help="The job.")],
     department: Annotated[str, typer.Option(help="The department withdrawing.")],
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit chain).")],
+    reason: ReasonOpt,
     token: TokenOpt = "",
     workspace: WorkspaceOpt = None,
 ) -> None:

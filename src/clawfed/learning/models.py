@@ -12,8 +12,8 @@ from clawfed.core import ConfigError
 from clawfed.learning.custom import build_custom_model
 
 
-class LogisticRegression(nn.Module):
-    """One linear layer; ``forward`` returns one logit per row, shape ``(batch,)``."""
+class LinearScorer(nn.Module):
+    """One linear layer; ``forward`` returns one value per row, shape ``(batch,)``."""
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
@@ -22,6 +22,10 @@ class LogisticRegression(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.linear(x)
         return out.squeeze(-1)
+
+
+class LogisticRegression(LinearScorer):
+    """One linear layer; ``forward`` returns one logit per row, shape ``(batch,)``."""
 
 
 class MLP(nn.Module):

@@ -6,18 +6,17 @@ import json
 from collections.abc import Mapping
 
 import numpy as np
-from pydantic import ValidationError
 
 from clawfed.aggregation import ConfigValue
 from clawfed.core import ConfigError, DataError, Metrics, Weights
-from clawfed.data import DatasetSpec, combine, load_split
-from clawfed.data.harmonize import describe_errors
+from clawfed.data import combine
 from clawfed.learning import TrainData
 from clawfed.learning.models import model_from_spec
 from clawfed.learning.torch_trainer import TorchTabularTrainer
 from clawfed.node.learning_runner import (
     LearningRunner,
     LocalData,
+    load_offer,
     moments_from_weights,
     resolve_offer,
 )
@@ -91,23 +90,7 @@ def training_rows(local: LocalData, config: Mapping[str, ConfigValue]) -> TrainD
     """
     setup = parse_task_config(config)
     data = setup.data
-    offer = resolve_offer(local)
-    declared = offer.declared
-    try:
-        spec = DatasetSpec(
-            name=data.dataset,
-            source=offer.source,
-            target=data.target,
-            features=data.features,
-            types=dict(data.types),
-            categories=dict(data.categories),
-            positive_label=declared.positive_label if declared is not None else None,
-        )
-    except ValidationError as exc:
-        raise ConfigError(f"dataset {data.dataset!r}: {describe_errors(exc)}") from exc
-    train, _ = load_split(
-        spec, offer.harmonization, holdout_fraction=data.holdout_fraction, seed=data.seed
-    )
+    train, _ = load_offer(resolve_offer(local), data)
     features = train.features
     if setup.standardizer is not None:
         if setup.standardizer.num_features != train.num_features:

@@ -257,7 +257,7 @@ class LearningRunner:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-            loaded = _load(offer, data)
+            loaded = load_offer(offer, data)
             self._cache[key] = loaded
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -275,7 +275,8 @@ def source_stamp(source: CsvSource | ParquetSource | SqlSource) -> tuple[str, ..
     return (str(st.st_size), str(st.st_mtime_ns))
 
 
-def _load(offer: Offer, data: JobData) -> tuple[LocalDataset, LocalDataset]:
+def load_offer(offer: Offer, data: JobData) -> tuple[LocalDataset, LocalDataset]:
+    """The training and holdout rows of ``offer`` as a task describes them (consenting only)."""
     declared = offer.declared
     task = declared.task if declared is not None else Task.BINARY
     if task is not Task.BINARY:

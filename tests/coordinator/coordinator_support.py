@@ -1,0 +1,53 @@
+"""Shared pieces of the coordinator engine tests: an in-memory ledger for the round engines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from clawfed.coordinator.engine import Progress, RoundReport
+from clawfed.core import Weights
+
+
+class MemoryLedger:
+    """Keeps a job's initial weights, completed rounds and failed attempts in lists.
+
+    With ``fail_fast`` a failed attempt raises ``AssertionError`` (for tests in which no round
+    may fail); otherwise it is appended to ``failed``.
+    """
+
+    def __init__(self, *, fail_fast: bool = False) -> None:
+        self.fail_fast = fail_fast
+        self.initial: Weights | None = None
+        self.rounds: list[tuple[RoundReport, Weights]] = []
+        self.failed: list[tuple[RoundReport, str]] = []
+
+    def progress(self, job_id: str) -> Progress:
+        del job_id
+        w = self.rounds[-1][1] if self.rounds else self.initial
+        return Progress(len(self.rounds), w, {})
+
+    def save_initial(self, job_id: str, weights: Weights, source_node: str) -> None:
+        del job_id, source_node
+        self.initial = weights
+
+    def save_prep(self, job_id: str, prep: Mapping[str, Any]) -> None:
+        del job_id, prep
+
+    def complete_round(
+        self,
+        report: RoundReport,
+        weights: Weights,
+        strategy_state: Mapping[str, Any],
+        state_arrays: Weights | None = None,
+    ) -> str:
+        del strategy_state, state_arrays
+        self.rounds.append((report, weights))
+        return f"job@v{len(self.rounds)}"
+
+    def record_failed_attempt(
+        self, report: RoundReport, reason: str, *, final: bool = False
+    ) -> None:
+        if self.fail_fast:
+            raise AssertionError(f"round {report.round_no} failed: {reason} (final={final})")
+        self.failed.append((report, reason))
