@@ -166,11 +166,18 @@ class NodeSession:
         # the lease before any of them ends, so the messages are laid out once.
         lease = model.lease() if model is not None else contextlib.nullcontext(())
         try:
-            with lease as messages:
-                async with self._wlock:
-                    await self._ctx.write(pb.CoordinatorMessage(task=task))
-                    for raw in messages:
-                        await self._ctx.write(raw)
+            try:
+                with lease as messages:
+                    async with self._wlock:
+                        await self._ctx.write(pb.CoordinatorMessage(task=task))
+                        for raw in messages:
+                            await self._ctx.write(raw)
+            except Exception as exc:
+                # A node gone mid-write: grpc raises AioRpcError, RuntimeError, or its C
+                # core's ExecuteBatchError (no public class), depending on when it noticed.
+                raise TaskFailed(
+                    self.info.node_id, FailureCode.DISCONNECTED, f"stream broke: {exc}"
+                ) from exc
             return await pending.future
         except (aio.AioRpcError, asyncio.InvalidStateError, RuntimeError) as exc:
             raise TaskFailed(
