@@ -1,12 +1,20 @@
-"""Shared pieces of the coordinator engine tests: an in-memory ledger for the round engines."""
+"""Shared pieces of the coordinator tests: an in-memory ledger, and raw Session streams."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from typing import Any
 
+import grpc
+from grpc import aio
+
 from clawfed.coordinator.engine import Progress, RoundReport
 from clawfed.core import Weights
+from clawfed.security.kit import Kit
+from clawfed.wire.chunkwire import parse_coordinator_message, serialize_message
+
+SESSION = "/clawfed.v1.Federation/Session"
 
 
 class MemoryLedger:
@@ -51,3 +59,29 @@ class MemoryLedger:
         if self.fail_fast:
             raise AssertionError(f"round {report.round_no} failed: {reason} (final={final})")
         self.failed.append((report, reason))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def node_credentials(kit: Kit) -> grpc.ChannelCredentials:
+    """The TLS credentials a node holding ``kit`` dials the coordinator with."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=kit.ca_cert.encode(),
+        private_key=kit.key.encode(),
+        certificate_chain=kit.cert.encode(),
+    )
+
+
+def session_call(channel: aio.Channel) -> aio.StreamStreamCall[object, object]:
+    """Open the Session stream on ``channel``, speaking the wire byte by byte (no agent)."""
+    method = channel.stream_stream(
+        SESSION,
+        request_serializer=serialize_message,
+        response_deserializer=parse_coordinator_message,
+    )
+    return method(None)

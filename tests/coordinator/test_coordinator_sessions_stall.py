@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import numpy as np
+from coordinator_support import free_port, node_credentials, session_call
 from grpc import aio
 
 from clawfed import PROTOCOL_VERSION
@@ -19,16 +18,10 @@ from clawfed.core import RejectReason, UpdateRejected, Weights
 from clawfed.wire import encode
 from clawfed.wire._proto import federation_pb2 as pb
 from clawfed.wire.broadcast import EncodedModel
-from clawfed.wire.chunkwire import chunk_message, parse_coordinator_message, serialize_message
+from clawfed.wire.chunkwire import chunk_message
 
 WAIT_S = 20.0
 LIMIT_S = 10.0  # the limit handed to check_stall (the hub's own watch uses 2 x 5 s)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _until(predicate: Callable[[], bool], what: str) -> None:
@@ -46,25 +39,16 @@ async def _drain(call: aio.StreamStreamCall[object, object]) -> None:
 def test_silence_counts_only_on_time_ticks_then_rejects_and_frees_the_slot(
     tmp_path: Path,
 ) -> None:
-    ws = init_workspace(tmp_path / "ws", port=_free_port())
+    ws = init_workspace(tmp_path / "ws", port=free_port())
     kit = enroll_node(ws, "credit", "信贷部", tmp_path / "credit.kit")
     global_w = Weights({"w": np.zeros(3000, dtype=np.float32)})
 
     async def scenario() -> tuple[list[bool], int, int, BaseException | None]:
         coordinator = Coordinator(ws)
         await coordinator.start()
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=kit.ca_cert.encode(),
-            private_key=kit.key.encode(),
-            certificate_chain=kit.cert.encode(),
-        )
         try:
-            async with aio.secure_channel(kit.coordinator, creds) as channel:
-                call = channel.stream_stream(
-                    "/clawfed.v1.Federation/Session",
-                    request_serializer=serialize_message,
-                    response_deserializer=parse_coordinator_message,
-                )(None)
+            async with aio.secure_channel(kit.coordinator, node_credentials(kit)) as channel:
+                call = session_call(channel)
                 await call.write(pb.NodeMessage(hello=pb.Hello(protocol_version=PROTOCOL_VERSION)))
                 reader = asyncio.create_task(_drain(call))
                 await _until(lambda: coordinator.hub.get("credit") is not None, "a session")
@@ -114,24 +98,15 @@ def test_silence_counts_only_on_time_ticks_then_rejects_and_frees_the_slot(
 
 
 def test_a_session_not_receiving_is_never_a_stall(tmp_path: Path) -> None:
-    ws = init_workspace(tmp_path / "ws", port=_free_port())
+    ws = init_workspace(tmp_path / "ws", port=free_port())
     kit = enroll_node(ws, "credit", "信贷部", tmp_path / "credit.kit")
 
     async def scenario() -> bool:
         coordinator = Coordinator(ws)
         await coordinator.start()
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=kit.ca_cert.encode(),
-            private_key=kit.key.encode(),
-            certificate_chain=kit.cert.encode(),
-        )
         try:
-            async with aio.secure_channel(kit.coordinator, creds) as channel:
-                call = channel.stream_stream(
-                    "/clawfed.v1.Federation/Session",
-                    request_serializer=serialize_message,
-                    response_deserializer=parse_coordinator_message,
-                )(None)
+            async with aio.secure_channel(kit.coordinator, node_credentials(kit)) as channel:
+                call = session_call(channel)
                 await call.write(pb.NodeMessage(hello=pb.Hello(protocol_version=PROTOCOL_VERSION)))
                 await _until(lambda: coordinator.hub.get("credit") is not None, "a session")
                 session = coordinator.hub.get("credit")

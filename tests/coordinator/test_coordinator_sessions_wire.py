@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
+from coordinator_support import free_port, node_credentials, session_call
 from grpc import aio
 
 from clawfed import PROTOCOL_VERSION
@@ -29,20 +28,11 @@ from clawfed.wire.broadcast import EncodedModel
 from clawfed.wire.chunkwire import (
     ChunkView,
     chunk_message,
-    parse_coordinator_message,
     parse_node_message,
-    serialize_message,
 )
 from clawfed.wire.eof import STREAM_END
 
 WAIT_S = 20.0
-SESSION = "/clawfed.v1.Federation/Session"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -55,12 +45,7 @@ class RawNode:
     """A node speaking the Session stream byte by byte (no ``NodeAgent``)."""
 
     def __init__(self, channel: aio.Channel) -> None:
-        method = channel.stream_stream(
-            SESSION,
-            request_serializer=serialize_message,
-            response_deserializer=parse_coordinator_message,
-        )
-        self.call = method(None)
+        self.call = session_call(channel)
 
     async def hello(self) -> None:
         await self.call.write(pb.NodeMessage(hello=pb.Hello(protocol_version=PROTOCOL_VERSION)))
@@ -90,13 +75,8 @@ async def connected(fed: tuple[Workspace, Kit]) -> AsyncIterator[tuple[Coordinat
     ws, kit = fed
     coordinator = Coordinator(ws)
     await coordinator.start()
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=kit.ca_cert.encode(),
-        private_key=kit.key.encode(),
-        certificate_chain=kit.cert.encode(),
-    )
     try:
-        async with aio.secure_channel(kit.coordinator, creds) as channel:
+        async with aio.secure_channel(kit.coordinator, node_credentials(kit)) as channel:
             node = RawNode(channel)
             await node.hello()
             try:

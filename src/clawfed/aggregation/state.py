@@ -36,7 +36,9 @@ def weights_sha256(weights: Weights) -> str:
     h = hashlib.sha256()
     for name, a in weights.items():
         h.update(f"{name}|{a.dtype.name}|{list(a.shape)}\n".encode())
-        h.update(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes())
+        # hashed through the buffer protocol: no model-sized copy of a contiguous tensor
+        little = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+        h.update(little.reshape(-1).view(np.uint8).data)
     return h.hexdigest()
 
 
