@@ -117,3 +117,34 @@ def test_resume_continues_after_last_completed_round() -> None:
     assert run(gw, ledger, spec(rounds=3)) == "job@v3"
     assert [r.round_no for r, _ in ledger.rounds] == [1, 2, 3]
     np.testing.assert_allclose(ledger.rounds[-1][1]["w"], np.full(3, 3.0))
+
+
+def test_each_update_is_folded_in_and_released_before_the_next_arrives() -> None:
+    # The engine folds an update in as the gateway completes it, so no update's memory is
+    # still held when the next one is received (a round holds one update, not N).
+    import weakref
+
+    earlier: list[weakref.ref[np.ndarray]] = []
+    alive_at_arrival: list[int] = []
+
+    def tracked(value: float, delay: float) -> Any:
+        async def behave(request: TaskRequest, weights: Weights | None) -> TaskOutcome:
+            if request.kind is TaskKind.INIT:
+                return TaskOutcome("x", 0, {}, Weights({"w": np.zeros(3, np.float32)}))
+            if request.kind is not TaskKind.FIT:
+                return TaskOutcome("x", 1, {}, None)
+            await asyncio.sleep(delay)
+            alive_at_arrival.append(sum(r() is not None for r in earlier))
+            delta = np.full(3, value, np.float32)
+            earlier.append(weakref.ref(delta))
+            return TaskOutcome("x", 1, {}, Weights({"w": delta}))
+
+        return behave
+
+    gw, ledger = MemoryGateway(), MemoryLedger()
+    for i, value in enumerate([1.0, 2.0, 6.0]):
+        gw.connect(NodeInfo(f"n{i}", "d"), tracked(value, 0.02 * (i + 1)))
+    run(gw, ledger, spec(min_nodes=3, round_deadline_s=5.0))
+    np.testing.assert_allclose(ledger.rounds[0][1]["w"], np.full(3, 3.0))
+    assert alive_at_arrival == [0, 0, 0]
+    assert all(r() is None for r in earlier)

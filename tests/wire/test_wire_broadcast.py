@@ -87,3 +87,19 @@ def test_a_failing_send_still_ends_its_lease() -> None:
     except ConnectionError:
         pass
     assert not model.leased
+
+
+def test_a_send_far_behind_builds_its_own_messages_and_the_cache_stays_in_the_window() -> None:
+    # 10 chunks of 1 KiB; messages are shared only with a send at most 3 chunks behind
+    model = EncodedModel(Weights({"w": np.arange(2560, dtype=np.float32)}), 1024, 3 * 1024)
+    assert model.num_chunks == 10
+    with model.lease() as ahead, model.lease() as behind:
+        lead = [next(ahead) for _ in range(3)]  # ahead by 3: still within the window
+        assert model.cached_messages == 3
+        lead += [next(ahead) for _ in range(4)]  # ahead by 7: the older ones are dropped
+        assert model.cached_messages <= 3
+        trail = list(behind)
+        lead += list(ahead)
+    assert trail == lead  # same bytes either way
+    assert model.cached_messages == 0
+    assert model.num_chunks < model.messages_built <= 2 * model.num_chunks

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from clawfed.aggregation.base import Aggregator, FitInstruction, all_nodes
 from clawfed.core import NodeInfo, Update, Weights
+from clawfed.core.buffers import shared_pool
 
 _BLOCK = 1 << 18  # elements per block when folding: float64 temporaries of 2 MiB (cache-sized)
 
@@ -50,17 +51,31 @@ def add_scaled_into(out: np.ndarray, g: np.ndarray, acc: np.ndarray, alpha: floa
 class WeightedMeanAggregator:
     """Streaming weighted mean of update deltas, added to the global weights at the end.
 
-    Memory is one float64 accumulator the size of the model, however many updates arrive.
-    The weight of an update is its sample count unless ``weight_of`` says otherwise.
+    Memory is one accumulator the size of the model, however many updates arrive: float64
+    by default; with ``precision="model"`` each tensor accumulates in its own float type
+    (float32 for a float32 model, half the memory; float64 for float64 tensors and for
+    integer ones), which is what FedAvg uses. The weight of an update is its sample count
+    unless ``weight_of`` says otherwise. The result's large arrays come from the shared
+    ``BufferPool``, so a round reuses the buffer of an update already folded in.
     """
 
     streaming = True
 
     def __init__(
-        self, global_weights: Weights, weight_of: Callable[[Update], float] | None = None
+        self,
+        global_weights: Weights,
+        weight_of: Callable[[Update], float] | None = None,
+        *,
+        precision: Literal["float64", "model"] = "float64",
     ) -> None:
         self._global = global_weights
-        self._acc = {n: np.zeros(a.shape, dtype=np.float64) for n, a in global_weights.items()}
+
+        def acc_dtype(a: np.ndarray) -> np.dtype[Any]:
+            if precision == "float64" or a.dtype.kind != "f":
+                return np.dtype(np.float64)
+            return np.promote_types(a.dtype, np.float32)
+
+        self._acc = {n: np.zeros(a.shape, dtype=acc_dtype(a)) for n, a in global_weights.items()}
         self._total = 0.0
         self._count = 0
         self._weight_of = weight_of
@@ -82,7 +97,7 @@ class WeightedMeanAggregator:
         return self._total
 
     def mean_delta(self) -> Weights:
-        """The weighted mean delta (float64)."""
+        """The weighted mean delta, in the accumulator's precision."""
         if self._count == 0:
             raise ValueError("no update was added; cannot aggregate an empty round")
         return Weights((n, np.asarray(a / self._total)) for n, a in self._acc.items())
@@ -92,7 +107,7 @@ class WeightedMeanAggregator:
             raise ValueError("no update was added; cannot aggregate an empty round")
         out: list[tuple[str, np.ndarray]] = []
         for name, g in self._global.items():
-            new = np.empty(g.shape, dtype=g.dtype)
+            new = shared_pool().take(g.nbytes).view(g.dtype).reshape(g.shape)
             add_scaled_into(new, g, self._acc[name], 1.0 / self._total)
             out.append((name, new))
         return Weights(out)
@@ -109,7 +124,8 @@ class FedAvg:
 
     def aggregator(self, global_weights: Weights, round_no: int) -> Aggregator:
         del round_no
-        return WeightedMeanAggregator(global_weights)
+        # the mean lands in the model's dtype anyway; accumulating there halves the memory
+        return WeightedMeanAggregator(global_weights, precision="model")
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -33,7 +33,7 @@ class CoordinatorSettings(BaseSettings):
     heartbeat_misses: int = Field(default=3, ge=1)
     chunk_size: int = Field(default=1 << 20, ge=1024, le=MAX_CHUNK_SIZE)
     max_update_bytes: int = Field(default=4 << 30, gt=0)
-    max_inflight_updates: int = Field(default=2, ge=1)
+    max_inflight_updates: int = Field(default=1, ge=1)
     #: The ``chat:`` section (channels, routes, callback endpoint); validated by
     #: ``clawfed.chat.service.load_chat_config`` when the coordinator starts.
     chat: dict[str, Any] = Field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -38,6 +39,7 @@ from clawfed.coordinator.phases import (
 )
 from clawfed.coordinator.round_extras import AuditSink, FactLookup, RoundExtras
 from clawfed.core import JobError, NodeInfo, Update, UpdateRejected, Weights
+from clawfed.core.buffers import release_free_heap
 
 log = logging.getLogger("clawfed.coordinator.engine")
 
@@ -372,9 +374,23 @@ class RoundEngine:
         wire_spec = self._extras.wire_spec(weights)
         diagnostics = RoundDiagnostics(weights, seed=round_no)
         model: OutboundModel = self._gw.prepare(weights)
+        spec_now = weights.spec()
+
+        def fold(node_id: str, outcome: TaskOutcome) -> TaskOutcome:
+            # Runs as the update completes, before the gateway receives another: once it is
+            # folded in, nothing holds the update's buffer and the next one can reuse it.
+            if outcome.weights is None:
+                raise TaskFailed(node_id, FailureCode.NODE_ERROR, "fit returned no update")
+            delta = self._extras.decode(outcome, spec_now)
+            aggregator.add(Update(node_id, outcome.num_samples, delta, outcome.metrics))
+            diagnostics.add(node_id, delta)
+            return dataclasses.replace(outcome, weights=None)
+
         requests = {
             i.node_id: dataclasses.replace(
-                self._request(TaskKind.FIT, round_no, i.config, weights), expected=wire_spec
+                self._request(TaskKind.FIT, round_no, i.config, weights),
+                expected=wire_spec,
+                on_outcome=functools.partial(fold, i.node_id),
             )
             for i in instructions
         }
@@ -407,13 +423,8 @@ class RoundEngine:
             for task in done:
                 node_id = pending.pop(task)
                 try:
-                    outcome = task.result()
-                    if outcome.weights is None:
-                        raise TaskFailed(node_id, FailureCode.NODE_ERROR, "fit returned no update")
+                    outcome = task.result()  # already folded in by ``fold``
                     bytes_up += outcome.bytes_up
-                    delta = self._extras.decode(outcome, weights.spec())
-                    aggregator.add(Update(node_id, outcome.num_samples, delta, outcome.metrics))
-                    diagnostics.add(node_id, delta)
                 except UpdateRejected as exc:
                     rejected.append(Exclusion(node_id, str(exc.reason), exc.detail))
                     self._events(
@@ -502,6 +513,7 @@ class RoundEngine:
         version = self._ledger.complete_round(
             report, new_weights, self._strategy.state_dict(), arrays
         )
+        release_free_heap()  # what this round's chunk messages left in the heap
         self._extras.published(round_no, version, details)
         self._events(
             "round_completed",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -58,6 +58,13 @@ class TaskRequest:
     deadline_unix: float
     config: Mapping[str, ConfigValue] = field(default_factory=lambda: MappingProxyType({}))
     expected: tuple[TensorSpec, ...] | None = None
+    #: Called with the validated outcome the moment it is complete, before anything else is
+    #: received; what it returns is what ``run_task`` returns (UpdateRejected or TaskFailed
+    #: it raises fail the task). The round engine folds each update in here, so an update's
+    #: buffer is free again before the next update may take one.
+    on_outcome: Callable[[TaskOutcome], TaskOutcome] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,11 @@ class TaskOutcome:
     metrics: Metrics
     weights: Weights | None
     bytes_up: int = 0
+
+
+def deliver(request: TaskRequest, outcome: TaskOutcome) -> TaskOutcome:
+    """``outcome`` passed through the request's ``on_outcome`` (unchanged without one)."""
+    return outcome if request.on_outcome is None else request.on_outcome(outcome)
 
 
 class OutboundModel(Protocol):

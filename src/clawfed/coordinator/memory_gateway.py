@@ -12,6 +12,7 @@ from clawfed.coordinator.gateway import (
     TaskFailed,
     TaskOutcome,
     TaskRequest,
+    deliver,
     validate_returned,
 )
 from clawfed.core import NodeInfo, Weights
@@ -77,7 +78,7 @@ class MemoryGateway:
         outcome = await entry[1](request, None if model is None else model.weights)
         if outcome.weights is not None:
             validate_returned(outcome.weights, request.expected)
-        return outcome
+        return deliver(request, outcome)
 
     async def cancel(self, node_id: str, task_id: str, reason: str) -> None:
         del reason

@@ -22,6 +22,7 @@ from clawfed.coordinator.gateway import (
     TaskKind,
     TaskOutcome,
     TaskRequest,
+    deliver,
     validate_returned,
 )
 from clawfed.core import (
@@ -31,6 +32,7 @@ from clawfed.core import (
     UpdateRejected,
     Weights,
 )
+from clawfed.core.buffers import BufferPool, shared_pool
 from clawfed.core.errors import WireError
 from clawfed.wire import values as wire_values
 from clawfed.wire._proto import federation_pb2 as pb
@@ -339,7 +341,10 @@ class NodeSession:
         self._stall_idle_s = 0.0
         try:
             pending.reassembler = Reassembler(
-                header, max_total_bytes=limit, expected=pending.request.expected
+                header,
+                max_total_bytes=limit,
+                expected=pending.request.expected,
+                pool=self._hub.buffers,
             )
         except PayloadError as exc:
             self._release_memory()
@@ -402,8 +407,14 @@ class NodeSession:
                 TaskFailed(self.info.node_id, FailureCode.NODE_ERROR, str(exc))
             )
             return
-        if not pending.future.done():
-            pending.future.set_result(outcome)
+        if pending.future.done():
+            return
+        try:
+            outcome = deliver(pending.request, outcome)
+        except Exception as exc:  # the consumer's verdict (or bug) fails this task only
+            pending.future.set_exception(exc)
+            return
+        pending.future.set_result(outcome)
 
     def check_stall(self, elapsed_s: float, limit_s: float) -> bool:
         """One tick of the stall watch; True if the update under way was rejected as stalled.
@@ -465,6 +476,9 @@ class SessionHub:
         self.chunk_size = chunk_size
         self.max_update_bytes = max_update_bytes
         self.memory = asyncio.Semaphore(max_inflight_updates)
+        #: Where update buffers come from: the process's pool, which the aggregation result
+        #: also draws on, so each round reuses the memory of the one before.
+        self.buffers: BufferPool = shared_pool()
         self._sessions: dict[str, NodeSession] = {}
         self._changed = asyncio.Condition()
         self._on_change = on_change

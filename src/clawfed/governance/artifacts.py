@@ -15,7 +15,6 @@ from typing import Any, BinaryIO
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
-from safetensors.numpy import save_file as st_save_file
 
 from clawfed.core.errors import StoreError
 from clawfed.core.weights import Weights
@@ -26,7 +25,6 @@ SUFFIX = ".safetensors"
 _RESERVED_PREFIX = "clawfed."
 _NAME = re.compile(r"[^\s/\\:*?\"<>|\x00]{1,150}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -86,14 +84,13 @@ class ArtifactStore:
         tmp = Path(tmp_name)
         try:
             tensors = {k: _little_endian_c(v) for k, v in weights.items()}
-            st_save_file(tensors, tmp, metadata=meta)
-            _canonicalize_header(tmp)
-            with tmp.open("rb+") as fh:
-                digest, nbytes = _digest(fh)
+            with tmp.open("wb") as fh:
+                digest, nbytes = _write_safetensors(fh, tensors, meta)
+                fh.flush()
                 os.fsync(fh.fileno())
             final = self._root / f"{name}.{digest[:16]}{SUFFIX}"
             os.replace(tmp, final)
-        except (OSError, SafetensorError, ValueError, TypeError) as exc:
+        except (OSError, SafetensorError, ValueError, TypeError, KeyError) as exc:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write artifact {name!r} in {self._root}: {exc}") from exc
         except BaseException:
@@ -171,20 +168,58 @@ def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _canonicalize_header(path: Path) -> None:
-    """Rewrite a safetensors file's JSON header with sorted keys, so equal models give equal
-    bytes (safetensors writes its metadata map in an unstable order); the data section, whose
-    offsets are relative to its own start, is left as it is."""
-    with path.open("rb+") as fh:
-        (length,) = np.frombuffer(fh.read(8), dtype="<u8")
-        header = json.loads(fh.read(int(length)))
-        data = fh.read()
-        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        raw = text.encode("utf-8")
-        raw += b" " * (-len(raw) % 8)
-        fh.seek(0)
-        fh.write(np.array([len(raw)], dtype="<u8").tobytes() + raw + data)
-        fh.truncate()
+#: safetensors' dtype codes, ranked as its writer orders the data section (larger first).
+_ST_DTYPES: dict[str, tuple[str, int]] = {
+    "int64": ("I64", 8),
+    "float64": ("F64", 7),
+    "float32": ("F32", 6),
+    "int32": ("I32", 5),
+    "float16": ("F16", 4),
+    "int16": ("I16", 3),
+    "int8": ("I8", 2),
+    "uint8": ("U8", 1),
+    "bool": ("BOOL", 0),
+}
+
+
+def _write_safetensors(
+    fh: BinaryIO, tensors: Mapping[str, np.ndarray[Any, Any]], meta: Mapping[str, str]
+) -> tuple[str, int]:
+    """Write ``tensors`` as a safetensors file (https://github.com/huggingface/safetensors)
+    straight from their buffers; return the file's SHA-256 (hex) and size.
+
+    The layout is the one safetensors' own writer makes, with the JSON header's keys sorted
+    so equal models give equal bytes: an 8-byte little-endian header length, the header
+    padded with spaces to a multiple of 8, then the data of each tensor, largest dtype
+    first and by name within a dtype. Unlike ``safetensors.numpy.save_file`` it copies no
+    tensor (that made two model-sized copies per saved version).
+    """
+    order = sorted(tensors, key=lambda n: (-_ST_DTYPES[tensors[n].dtype.name][1], n))
+    header: dict[str, Any] = {"__metadata__": dict(meta)}
+    pos = 0
+    for name in order:
+        a = tensors[name]
+        header[name] = {
+            "dtype": _ST_DTYPES[a.dtype.name][0],
+            "shape": list(a.shape),
+            "data_offsets": [pos, pos + a.nbytes],
+        }
+        pos += a.nbytes
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    raw = text.encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    digest = hashlib.sha256()
+    nbytes = 0
+    for part in (len(raw).to_bytes(8, "little"), raw):
+        digest.update(part)
+        fh.write(part)
+        nbytes += len(part)
+    for name in order:
+        view = tensors[name].reshape(-1).view(np.uint8).data  # C-contiguous: no copy
+        digest.update(view)
+        fh.write(view)
+        nbytes += len(view)
+    return digest.hexdigest(), nbytes
 
 
 def _header_metadata(data: bytes) -> dict[str, str]:
@@ -199,15 +234,6 @@ def _header_metadata(data: bytes) -> dict[str, str]:
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ValueError("__metadata__ must map str to str")
     return meta
-
-
-def _digest(fh: BinaryIO) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    while chunk := fh.read(_CHUNK):
-        h.update(chunk)
-        n += len(chunk)
-    return h.hexdigest(), n
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -22,6 +22,7 @@ from clawfed.core import (
     SecurityError,
     Weights,
 )
+from clawfed.core.buffers import shared_pool
 from clawfed.node.query import run_query
 from clawfed.node.runner import TaskRunner
 from clawfed.node.secure_tasks import STEP_OF_KIND, run_secure
@@ -111,6 +112,8 @@ class NodeAgent:
         self._cancelled: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}  # tasks of the current session
         self._compressor = UpdateCompressor()
+        #: Model buffers reused from task to task.
+        self._buffers = shared_pool()
         self.heartbeat_interval_s = 5.0
         self.connected = asyncio.Event()
 
@@ -278,7 +281,9 @@ class NodeAgent:
             elif kind == "task":
                 task = message.task
                 if task.HasField("weights"):
-                    reassembler = Reassembler(task.weights, max_total_bytes=_MAX_MODEL_BYTES)
+                    reassembler = Reassembler(
+                        task.weights, max_total_bytes=_MAX_MODEL_BYTES, pool=self._buffers
+                    )
                     if reassembler.done:
                         running[task.task_id] = asyncio.create_task(
                             self._execute(task, reassembler.finish())

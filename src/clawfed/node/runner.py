@@ -90,7 +90,8 @@ class NoopRunner:
         sleep_s = _seconds_setting(config, "model.sleep_s")
         if sleep_s > 0:
             time.sleep(sleep_s)
-        delta = Weights((n, np.zeros_like(a)) for n, a in weights.items())
+        # np.zeros, not zeros_like: calloc'ed pages are not written, so never faulted in
+        delta = Weights((n, np.zeros(a.shape, dtype=a.dtype)) for n, a in weights.items())
         return FitAnswer(self._num_samples, {}, delta)
 
     def evaluate(self, config: Mapping[str, ConfigValue], weights: Weights) -> EvalAnswer:

@@ -11,7 +11,12 @@ from clawfed.core.weights import Weights
 from clawfed.wire.chunkwire import chunk_message
 from clawfed.wire.payload import encode
 
-__all__ = ["EncodedModel"]
+__all__ = ["CACHE_WINDOW_BYTES", "EncodedModel"]
+
+#: How far (in bytes of chunks) a send may trail the one ahead of it and still share its
+#: messages. Sends of one round move together, so a few MiB cover them; a send that falls
+#: further behind costs one copy per chunk instead of holding the model twice in memory.
+CACHE_WINDOW_BYTES = 4 << 20
 
 
 class EncodedModel:
@@ -21,11 +26,17 @@ class EncodedModel:
     ``lease``; a chunk's message is built when the first send reaches it and kept only
     while a send still behind it will need it, so the sends of one round, which move
     together, share each message and hold a few chunks at a time instead of a whole
-    model's worth of bytes. A send that starts later rebuilds what it needs.
+    model's worth of bytes. A send that starts later, or trails the others by more than
+    ``window_bytes``, builds its own messages.
     """
 
-    def __init__(self, weights: Weights, chunk_size: int) -> None:
+    def __init__(
+        self, weights: Weights, chunk_size: int, window_bytes: int = CACHE_WINDOW_BYTES
+    ) -> None:
         self._payload = encode(weights, uuid.uuid4().hex, chunk_size)
+        #: A message is kept for sends at most this many chunks behind the one that built it;
+        #: a send further back builds its own copy when it gets there.
+        self._window = max(1, window_bytes // chunk_size)
         self._weights = weights
         self.header = self._payload.header
         self._spans = tuple(self._payload.spans())  # views of the tensors, nothing copied
@@ -72,8 +83,9 @@ class EncodedModel:
             if message is None:
                 message = chunk_message(pid, offset, pieces)
                 self.messages_built += 1
-                if any(c <= i for k, c in self._cursors.items() if k != lease_id):
-                    self._cache[i] = message  # another send has yet to reach it
+                window = self._window
+                if any(i - window < c <= i for k, c in self._cursors.items() if k != lease_id):
+                    self._cache[i] = message  # another send close behind will need it
             self._cursors[lease_id] = i + 1
             self._trim()
             yield message
@@ -82,9 +94,13 @@ class EncodedModel:
         """Drop every cached message that no send under way still has ahead of it."""
         if not self._cache:
             return
-        low = min(self._cursors.values(), default=len(self._spans))
-        for i in [i for i in self._cache if i < low]:
-            del self._cache[i]
+        ends = len(self._spans)
+        # the nearest send behind each cached message, if it is within the window
+        behind = sorted(self._cursors.values())
+        for i in list(self._cache):
+            nearest = max((c for c in behind if c <= i), default=None)
+            if nearest is None or i - nearest >= self._window or i >= ends:
+                del self._cache[i]
 
     @property
     def nbytes(self) -> int:

@@ -9,6 +9,7 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from clawfed.core.buffers import BufferPool
 from clawfed.core.errors import ConfigError, PayloadError, RejectReason
 from clawfed.core.weights import WIRE_DTYPES, TensorSpec, Weights
 from clawfed.wire._proto import federation_pb2 as pb
@@ -299,6 +300,9 @@ class Reassembler:
         memory is allocated.
     expected
         If given, the tensors the payload must hold (names, dtypes and shapes; any order).
+    pool
+        Where the buffer comes from; a pool reuses the buffer of an earlier payload of the
+        same size once nothing refers to it any more (see ``BufferPool``).
 
     Raises
     ------
@@ -317,6 +321,7 @@ class Reassembler:
         *,
         max_total_bytes: int,
         expected: Sequence[TensorSpec] | None = None,
+        pool: BufferPool | None = None,
     ) -> None:
         if (
             isinstance(max_total_bytes, bool)
@@ -329,7 +334,8 @@ class Reassembler:
             _check_expected(self._specs, expected)
         self._header = pb.PayloadHeader()
         self._header.CopyFrom(header)
-        self._buf: ByteArray = np.empty(header.total_bytes, dtype=np.uint8)
+        size = header.total_bytes
+        self._buf: ByteArray = np.empty(size, dtype=np.uint8) if pool is None else pool.take(size)
         self._digest = hashlib.sha256()
         self._received = 0
         self._result: Weights | None = None
