@@ -129,6 +129,7 @@ def test_each_update_is_folded_in_and_released_before_the_next_arrives() -> None
 
     def tracked(value: float, delay: float) -> Any:
         async def behave(request: TaskRequest, weights: Weights | None) -> TaskOutcome:
+            del weights
             if request.kind is TaskKind.INIT:
                 return TaskOutcome("x", 0, {}, Weights({"w": np.zeros(3, np.float32)}))
             if request.kind is not TaskKind.FIT:
