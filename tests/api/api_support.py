@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,25 +15,17 @@ import numpy as np
 from clawfed.coordinator.config import save_settings, settings_from_mapping
 from clawfed.coordinator.server import Coordinator
 from clawfed.coordinator.workspace import Workspace, enroll_node, init_workspace, open_workspace
-from clawfed.governance.audit import AuditLog
 from clawfed.governance.db import Database
 from clawfed.governance.policy import Role
-from clawfed.governance.users import UserDirectory
 from clawfed.node.agent import Credentials, NodeAgent
 from clawfed.node.dispatch import DispatchRunner
 from clawfed.node.learning_runner import LocalData
 from clawfed.node.local_policy import LocalPolicy
 from clawfed.security.kit import load_kit
+from common_support import add_user, free_port, wait_until
 
 WAIT_S = 60.0
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_workspace(root: Path) -> Workspace:
@@ -46,18 +35,6 @@ def make_workspace(root: Path) -> Workspace:
     data.update({"heartbeat_interval_s": 1.0, "heartbeat_misses": 3})
     save_settings(root, settings_from_mapping(data, source="api test settings"))
     return open_workspace(root)
-
-
-def wait_until(check: Callable[[], T | None], what: str, timeout_s: float = WAIT_S) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def write_credit_csv(path: Path, rows: int = 120, seed: int = 0) -> Path:
@@ -166,12 +143,7 @@ class Federation:
         entitlements: Sequence[str] = (),
     ) -> str:  # fmt: skip
         """Create a user and return a fresh API token of theirs."""
-        with self.ws.database() as db:
-            users = UserDirectory(db, audit=AuditLog(db))
-            users.create(user_id, role, department=department)
-            for job in entitlements:
-                users.entitle(user_id, job)
-            return users.issue_token(user_id, label="test", expires_in=timedelta(days=1)).token
+        return add_user(self.ws, user_id, role, department, entitlements)
 
     def client(self, token: str | None = None) -> httpx.Client:
         """An HTTP client of the API, with ``token`` as its bearer token."""

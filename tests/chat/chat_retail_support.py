@@ -12,15 +12,12 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import yaml
 
 from clawfed.coordinator.gateway import TaskOutcome, TaskRequest
-from clawfed.coordinator.jobspec import JobSpec, parse_job, task_config
 from clawfed.coordinator.memory_gateway import MemoryGateway
 from clawfed.coordinator.query import CurrentModel, FederatedQuery, QueryResult
 from clawfed.core import NodeInfo, Weights
-from clawfed.data.retail import RETAIL_DEPARTMENTS, make_retail_scenario
-from clawfed.data.standardize import combine
+from clawfed.data.retail import RETAIL_DEPARTMENTS
 from clawfed.governance import (
     ArtifactStore,
     Database,
@@ -31,19 +28,10 @@ from clawfed.governance import (
     RoundOutcome,
     StrategyInfo,
 )
-from clawfed.node.dispatch import DispatchRunner, LocalData
-from clawfed.node.learning_runner import moments_from_weights
+from clawfed.node.dispatch import DispatchRunner
+from retail_support import JOB, retail_spec
 
-JOB_FILE = Path(__file__).resolve().parents[2] / "examples" / "retail-job.yaml"
-JOB = "retail-sales"
 START = datetime(2026, 10, 5, 2, 0, tzinfo=UTC)
-
-
-def retail_spec(**changes: Any) -> JobSpec:
-    """``examples/retail-job.yaml`` with ``changes``."""
-    data = yaml.safe_load(JOB_FILE.read_text(encoding="utf-8"))
-    data.update(changes)
-    return parse_job(yaml.safe_dump(data, allow_unicode=True), source="test")
 
 
 def seed_retail(
@@ -67,25 +55,6 @@ def seed_retail(
         jobs.complete_round(
             JOB, outcome, artifact=artifact, strategy=StrategyInfo("fedavg"), new_state={}
         )
-
-
-def trained_federation(folder: Path) -> tuple[dict[str, DispatchRunner], CurrentModel]:
-    """Three retail departments' runners and a model trained on them for two FedAvg rounds."""
-    files = make_retail_scenario(4, folder)
-    runners = {d: DispatchRunner({"retail": LocalData("retail", p)}) for d, p in files.items()}
-    spec = retail_spec()
-    stats = [moments_from_weights(r.stats(task_config(spec))) for r in runners.values()]
-    standardizer = combine(stats).to_dict()
-    weights = runners["sales"].init(task_config(spec, standardizer=standardizer))
-    for round_no in (1, 2):
-        config = task_config(spec, round_no=round_no, standardizer=standardizer)
-        answers = [r.fit(config, weights) for r in runners.values()]
-        total = sum(a.num_samples for a in answers)
-        weights = Weights(
-            (n, weights[n] + sum(a.delta[n] * (a.num_samples / total) for a in answers))
-            for n in weights.keys()
-        )
-    return runners, CurrentModel(spec, f"{JOB}@v2", weights, standardizer)
 
 
 def memory_gateway(runners: Mapping[str, DispatchRunner]) -> MemoryGateway:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chat_retail_support import JOB, result_of, running_query, seed_retail, trained_federation
+from chat_retail_support import result_of, running_query, seed_retail
 from test_chat_service_support import chat_config
 
 from clawfed.chat.charts import grouped_bar_figure
@@ -23,6 +23,7 @@ from clawfed.chat.wecom_messages import image_mime
 from clawfed.coordinator.query import ErrorQuery
 from clawfed.data.retail import RETAIL_REFERENCE_DATE
 from clawfed.governance import Database, sqlite_url
+from retail_support import JOB, trained_federation
 
 ADMIN, HEAD, EMPLOYEE = "wanglei", "liuyang", "zhaomin"
 QUESTION = "对比下华北和西南区域上月销量预测偏差"

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import update
-from test_chat_service_support import seed_audit, seed_job, seed_nodes
+from test_chat_service_support import seeded
 
 from clawfed.chat.nlu import Lang, help_reply, not_understood_reply
 from clawfed.chat.service import Answerer, ChartAnswer, ChatStore, TextAnswer
@@ -18,15 +18,6 @@ from clawfed.governance import Database, sqlite_url
 from clawfed.governance.tables import AuditRow
 
 ZONE = ZoneInfo("Asia/Shanghai")
-
-
-def seeded(root: Path) -> Database:
-    database = Database(sqlite_url(root / "coord.db"))
-    database.create_all()
-    seed_nodes(database)
-    seed_job(database, root / "artifacts")
-    seed_audit(database)
-    return database
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from test_chat_service_support import chat_config, seed_audit, seed_job, seed_nodes
+from test_chat_service_support import chat_config, seeded
 
 from clawfed.chat.fake_wecom import FakeWeCom, FakeWeComServer, serve_fake_wecom
 from clawfed.chat.local_server import RunningServer, serve_app
@@ -28,7 +28,7 @@ from clawfed.chat.service import (
     chat_runtime,
     create_chat_app,
 )
-from clawfed.governance import Database, sqlite_url
+from clawfed.governance import Database
 from clawfed.governance.audit import AuditLog
 
 USERS = ("zhangsan", "lisi")
@@ -42,11 +42,7 @@ def wecom() -> Iterator[FakeWeComServer]:
 
 @pytest.fixture()
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(sqlite_url(tmp_path / "coord.db"))
-    database.create_all()
-    seed_nodes(database)
-    seed_job(database, tmp_path / "artifacts")
-    seed_audit(database)
+    database = seeded(tmp_path)
     yield database
     database.close()
 

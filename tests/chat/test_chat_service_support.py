@@ -22,6 +22,7 @@ from clawfed.governance import (
     Participant,
     RoundOutcome,
     StrategyInfo,
+    sqlite_url,
 )
 
 FP = "ab" * 32
@@ -128,3 +129,13 @@ _ALL_EVENTS = (
     "anomaly",
     "approval_requested",
 )
+
+
+def seeded(root: Path) -> Database:
+    """A store under ``root`` with the seeded nodes, job (artifacts in ``root``) and audit."""
+    database = Database(sqlite_url(root / "coord.db"))
+    database.create_all()
+    seed_nodes(database)
+    seed_job(database, root / "artifacts")
+    seed_audit(database)
+    return database

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chat_retail_support import JOB, retail_spec, seed_retail
+from chat_retail_support import seed_retail
 from pydantic import ValidationError
 from test_chat_service_support import chat_config
 from typer.testing import CliRunner
@@ -24,6 +24,7 @@ from clawfed.coordinator.valuemap import ValueMapping, value_change
 from clawfed.coordinator.workspace import init_workspace
 from clawfed.core import ConfigError
 from clawfed.governance import Database, sqlite_url
+from retail_support import JOB, retail_spec
 
 RECALL = ValueMapping(
     metric="recall_at_1pct_fpr", per=0.01, amount=120, unit="万元/年", meaning="避免的欺诈损失"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from clawfed.governance import (
     RoundOutcome,
     StrategyInfo,
 )
+from common_support import free_port
 
 #: When the first round of every test job starts.
 T0 = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
@@ -40,13 +40,6 @@ data:
   features: [amount, hour, age, tenure]
 rounds: {rounds}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def make_workspace(root: Path) -> Workspace:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,13 +58,6 @@ class MemoryLedger:
         if self.fail_fast:
             raise AssertionError(f"round {report.round_no} failed: {reason} (final={final})")
         self.failed.append((report, reason))
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def node_credentials(kit: Kit) -> grpc.ChannelCredentials:

@@ -14,7 +14,7 @@ import yaml
 
 from clawfed.coordinator import query as coordinator_query
 from clawfed.coordinator.gateway import TaskKind, TaskOutcome, TaskRequest
-from clawfed.coordinator.jobspec import REGRESSION_MODELS, JobSpec, parse_job, task_config
+from clawfed.coordinator.jobspec import REGRESSION_MODELS, task_config
 from clawfed.coordinator.memory_gateway import MemoryGateway
 from clawfed.coordinator.query import (
     ANSWER_TENSORS,
@@ -26,41 +26,19 @@ from clawfed.coordinator.query import (
 )
 from clawfed.core import ConfigError, JobError, NodeInfo, Weights
 from clawfed.data.retail import RETAIL_DEPARTMENTS, make_retail_scenario
-from clawfed.data.standardize import combine
 from clawfed.learning.regression import REGRESSION_MODELS as LEARNING_REGRESSION_MODELS
 from clawfed.node import query as node_query
 from clawfed.node.dispatch import DispatchRunner, LocalData
-from clawfed.node.learning_runner import moments_from_weights
 from clawfed.wire._proto import federation_pb2 as pb
+from retail_support import retail_spec, trained_federation
 
-JOB = Path(__file__).resolve().parents[2] / "examples" / "retail-job.yaml"
 OCT = (pd.Timestamp("2026-10-01").date(), pd.Timestamp("2026-10-31").date())
-
-
-def _spec(**changes: Any) -> JobSpec:
-    data = yaml.safe_load(JOB.read_text(encoding="utf-8"))
-    data.update(changes)
-    return parse_job(yaml.safe_dump(data, allow_unicode=True), source="test")
 
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, DispatchRunner], Any]:
     """Three retail departments' runners and a model trained on them for two FedAvg rounds."""
-    files = make_retail_scenario(4, tmp_path_factory.mktemp("retail"))
-    runners = {d: DispatchRunner({"retail": LocalData("retail", p)}) for d, p in files.items()}
-    spec = _spec()
-    stats = [moments_from_weights(r.stats(task_config(spec))) for r in runners.values()]
-    standardizer = combine(stats).to_dict()
-    weights = runners["sales"].init(task_config(spec, standardizer=standardizer))
-    for round_no in (1, 2):
-        config = task_config(spec, round_no=round_no, standardizer=standardizer)
-        answers = [r.fit(config, weights) for r in runners.values()]
-        total = sum(a.num_samples for a in answers)
-        weights = Weights(
-            (n, weights[n] + sum(a.delta[n] * (a.num_samples / total) for a in answers))
-            for n in weights.keys()
-        )
-    return runners, CurrentModel(spec, "retail-sales@v2", weights, standardizer)
+    return trained_federation(tmp_path_factory.mktemp("retail"))
 
 
 def _gateway(runners: dict[str, DispatchRunner]) -> MemoryGateway:
@@ -193,7 +171,10 @@ def test_query_validation_names_the_rule() -> None:
 def test_a_classification_job_is_refused(federation: Any) -> None:
     runners, model = federation
     fraud = CurrentModel(
-        _spec(model={"name": "logistic_regression"}), "x@v1", model.weights, model.standardizer
+        retail_spec(model={"name": "logistic_regression"}),
+        "x@v1",
+        model.weights,
+        model.standardizer,
     )
     with pytest.raises(JobError, match="needs a regression model"):
         _run(runners, fraud, ErrorQuery("retail-sales", ("华东",), *OCT))
@@ -217,7 +198,10 @@ def test_query_keys_wire_kind_and_model_lists_mirror_the_node() -> None:
 def test_node_refuses_a_query_for_a_classifier(tmp_path: Path) -> None:
     files = make_retail_scenario(1, tmp_path)
     runner = DispatchRunner({"retail": LocalData("retail", files["sales"])})
-    config = {**task_config(_spec(model={"name": "logistic_regression"})), "query.groups": "[]"}
+    config = {
+        **task_config(retail_spec(model={"name": "logistic_regression"})),
+        "query.groups": "[]",
+    }
     with pytest.raises(ConfigError, match="need a regression model"):
         runner.query(config, Weights({}))
 
@@ -231,7 +215,7 @@ def test_rows_without_consent_are_left_out_of_a_query(federation: Any, tmp_path:
     )  # 5 of its 20 withdraw
     csv = tmp_path / "marketing-consent.csv"
     frame.to_csv(csv, index=False)
-    spec = _spec()
+    spec = retail_spec()
     declared = tmp_path / "marketing.yaml"
     declared.write_text(
         yaml.safe_dump(

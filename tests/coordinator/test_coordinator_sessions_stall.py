@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from coordinator_support import free_port, node_credentials, session_call
+from coordinator_support import node_credentials, session_call
 from grpc import aio
 
 from clawfed import PROTOCOL_VERSION
@@ -19,6 +19,7 @@ from clawfed.wire import encode
 from clawfed.wire._proto import federation_pb2 as pb
 from clawfed.wire.broadcast import EncodedModel
 from clawfed.wire.chunkwire import chunk_message
+from common_support import free_port
 
 WAIT_S = 20.0
 LIMIT_S = 10.0  # the limit handed to check_stall (the hub's own watch uses 2 x 5 s)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from coordinator_support import free_port, node_credentials, session_call
+from coordinator_support import node_credentials, session_call
 from grpc import aio
 
 from clawfed import PROTOCOL_VERSION
@@ -31,6 +31,7 @@ from clawfed.wire.chunkwire import (
     parse_node_message,
 )
 from clawfed.wire.eof import STREAM_END
+from common_support import free_port
 
 WAIT_S = 20.0
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,31 +13,11 @@ import httpx
 
 from clawfed.coordinator.config import save_settings, settings_from_mapping
 from clawfed.coordinator.workspace import Workspace, enroll_node, init_workspace, open_workspace
-from clawfed.governance.audit import AuditLog
 from clawfed.governance.policy import Role
-from clawfed.governance.users import UserDirectory
+from common_support import add_user, free_port, wait_until
 
 WAIT_S = 60.0
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], T | None], what: str, timeout_s: float = WAIT_S) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Processes:
@@ -131,13 +108,8 @@ class LiveFederation:
         self, user_id: str, role: Role, department: str | None = None,
         entitlements: Sequence[str] = (),
     ) -> str:  # fmt: skip
-        """Create a user and return an API token of theirs."""
-        with self.ws.database() as db:
-            users = UserDirectory(db, audit=AuditLog(db))
-            users.create(user_id, role, department=department)
-            for job in entitlements:
-                users.entitle(user_id, job)
-            return users.issue_token(user_id, label="test", expires_in=timedelta(days=1)).token
+        """Create a user and return a fresh API token of theirs."""
+        return add_user(self.ws, user_id, role, department, entitlements)
 
     def client(self, who: str | None = None) -> httpx.Client:
         """An HTTP client; with ``who``, authenticated by that user's bearer token."""

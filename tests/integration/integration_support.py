@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from clawfed.security.kit import Kit, load_kit
 from clawfed.wire._proto import federation_pb2 as pb
 from clawfed.wire._proto import federation_pb2_grpc as pb_grpc
 from clawfed.wire.eof import STREAM_END
+from common_support import free_port, wait_until
 
 #: Upper bound of every wait in these tests; a healthy run needs a fraction of it.
 WAIT_S = 60.0
@@ -46,28 +46,9 @@ T = TypeVar("T")
 # ---- small utilities -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run(coro: Coroutine[Any, Any, T], timeout_s: float = 3 * WAIT_S) -> T:
     """Run ``coro`` in a fresh event loop with an overall deadline."""
     return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-def wait_until(check: Callable[[], T | None], what: str, timeout_s: float = WAIT_S) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 async def until(check: Callable[[], T | None], what: str, timeout_s: float = WAIT_S) -> T:
@@ -288,8 +269,13 @@ async def try_admin_call(address: str, creds: grpc.ChannelCredentials) -> Attemp
 
 
 def subprocess_env() -> dict[str, str]:
-    """Environment of every child: unbuffered output and wide, plain log lines."""
-    return dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="400", NO_COLOR="1", TERM="dumb")
+    """Environment of every child: unbuffered output, wide plain log lines, and the tests
+    folder on the path (a test file run as a node script imports ``common_support``)."""
+    tests = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH", "")) if p)
+    return dict(
+        os.environ, PYTHONUNBUFFERED="1", COLUMNS="400", NO_COLOR="1", TERM="dumb", PYTHONPATH=path
+    )
 
 
 def clawfed(*args: str) -> list[str]:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,46 +11,10 @@ import typer
 
 from clawfed.cli.common import console, find_workspace, setup_logging
 from clawfed.core import ConfigError
+from clawfed.core.buffers import tune_malloc
 
 # The coordinator and the node agent are imported where they run: the node pulls in the
 # learning stack (torch), which every other ``clawfed`` command would pay for at start-up.
-
-
-#: glibc's ``mallopt`` parameters: the size from which allocations are mmapped, and the
-#: largest number of malloc arenas (heaps) threads may spread over.
-_M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
-_ARENA_MAX = 2
-#: Buffers from this size up get their own mapping, handed back to the kernel when freed.
-#: Above a chunk message (1 MiB of tensor bytes and a header by default), so the messages of
-#: a round reuse heap memory instead of each mapping, faulting in and zeroing fresh pages.
-_MMAP_THRESHOLD_BYTES = 4 << 20
-
-
-def _tune_malloc() -> bool:
-    """Pin glibc's mmap threshold at 4 MiB and use at most two malloc arenas; True if set.
-
-    glibc raises the threshold (up to 32 MiB) each time a mapped block is freed, after which
-    the model-sized temporaries of every round (aggregation blocks, artifact copies) come
-    from the heap, and a heap rarely shrinks: resident memory then grows by tens of MB over
-    the first rounds and stays there. Update buffers are reused through a pool instead.
-    gRPC's threads would each get an arena of their own (up to 8 per core), every one
-    keeping freed chunk messages; two arenas measured 10 MB less at the peak of a 10M x 10
-    round with no slower rounds. Not glibc (musl, macOS): nothing to do.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    mallopt(_M_ARENA_MAX, _ARENA_MAX)
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -94,7 +55,7 @@ def coordinator(
 ) -> None:
     """Run the coordinator of the federation in WORKSPACE."""
     setup_logging(verbose)
-    _tune_malloc()
+    tune_malloc()
     asyncio.run(_serve(workspace, None if web_port is None else (web_host, web_port)))
 
 
@@ -141,7 +102,7 @@ def node(
     setup_logging(verbose)
     if not kit.is_file():
         raise ConfigError(f"kit file {kit} does not exist; get one from `clawfed enroll`")
-    _tune_malloc()
+    tune_malloc()
     asyncio.run(_run_node(kit, data or [], mapping or [], policy))
 
 

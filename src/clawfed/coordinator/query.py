@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,26 +31,13 @@ from clawfed.core import ConfigError, JobError, NotFoundError, Weights
 from clawfed.governance.db import Database
 from clawfed.governance.jobs import JobStore
 from clawfed.governance.registry import ModelRegistry
+from clawfed.wire.query import ANSWER_TENSORS, MAX_GROUPS, SUM_TENSORS, QueryKey
 
 if TYPE_CHECKING:
     from clawfed.coordinator.server import Coordinator
 
 #: The default smallest group whose aggregates leave a node (k-anonymity style threshold).
 DEFAULT_MIN_GROUP_ROWS = 10
-MAX_GROUPS = 64
-_SUMS = ("sum_error", "sum_abs_error", "sum_sq_error", "sum_actual", "sum_predicted")
-ANSWER_TENSORS: tuple[str, ...] = ("count", "suppressed", *_SUMS)
-
-
-class QueryKey(StrEnum):
-    """The ``query.*`` task config keys (``node.query`` reads the same names)."""
-
-    GROUP_COLUMN = "query.group_column"
-    GROUPS = "query.groups"
-    PERIOD_COLUMN = "query.period_column"
-    START = "query.start"
-    END = "query.end"
-    MIN_GROUP_ROWS = "query.min_group_rows"
 
 
 @dataclass(frozen=True)
@@ -238,8 +224,8 @@ def merge_answers(
     flagged: dict[str, np.ndarray] = {}
     for node_id, (dept, outcome) in sorted(answers.items()):
         answer = _sums(node_id, outcome, n)
-        acc = by_dept.setdefault(dept, {k: np.zeros(n) for k in ("count", *_SUMS)})
-        for k in ("count", *_SUMS):
+        acc = by_dept.setdefault(dept, {k: np.zeros(n) for k in ("count", *SUM_TENSORS)})
+        for k in ("count", *SUM_TENSORS):
             acc[k] += answer[k]
         flagged[dept] = np.maximum(flagged.get(dept, np.zeros(n)), answer["suppressed"])
     cells: list[GroupError] = []
@@ -255,10 +241,10 @@ def merge_answers(
                 if rows > 0 or flagged[dept][i] > 0:
                     held.append(Suppressed(group, dept))
                 continue
-            sums = {s: float(acc[s][i]) for s in _SUMS}
+            sums = {s: float(acc[s][i]) for s in SUM_TENSORS}
             cells.append(_error(group, dept, sums, rows))
-            bucket = total.setdefault(group, dict.fromkeys(_SUMS, 0.0))
-            for s in _SUMS:
+            bucket = total.setdefault(group, dict.fromkeys(SUM_TENSORS, 0.0))
+            for s in SUM_TENSORS:
                 bucket[s] += sums[s]
             total_rows[group] = total_rows.get(group, 0) + rows
     totals = tuple(

@@ -32,7 +32,7 @@ from clawfed.core import (
     UpdateRejected,
     Weights,
 )
-from clawfed.core.buffers import BufferPool, shared_pool
+from clawfed.core.buffers import shared_pool
 from clawfed.core.errors import WireError
 from clawfed.wire import values as wire_values
 from clawfed.wire._proto import federation_pb2 as pb
@@ -344,7 +344,7 @@ class NodeSession:
                 header,
                 max_total_bytes=limit,
                 expected=pending.request.expected,
-                pool=self._hub.buffers,
+                pool=shared_pool(),  # the pool the FedAvg result also draws on
             )
         except PayloadError as exc:
             self._release_memory()
@@ -476,9 +476,6 @@ class SessionHub:
         self.chunk_size = chunk_size
         self.max_update_bytes = max_update_bytes
         self.memory = asyncio.Semaphore(max_inflight_updates)
-        #: Where update buffers come from: the process's pool, which the aggregation result
-        #: also draws on, so each round reuses the memory of the one before.
-        self.buffers: BufferPool = shared_pool()
         self._sessions: dict[str, NodeSession] = {}
         self._changed = asyncio.Condition()
         self._on_change = on_change

@@ -21,6 +21,7 @@ import functools
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -125,20 +126,50 @@ def shared_pool() -> BufferPool:
     return _SHARED
 
 
+#: glibc's ``mallopt`` parameters: the size from which allocations are mmapped, and the
+#: largest number of malloc arenas (heaps) threads may spread over.
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+#: Above a chunk message (1 MiB of tensor bytes and a header by default), so the messages of
+#: a round reuse heap memory instead of each mapping, faulting in and zeroing fresh pages;
+#: model-sized buffers still get their own mapping, handed back to the kernel when freed.
+_MMAP_THRESHOLD_BYTES = 4 << 20
+_ARENA_MAX = 2
+
+
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _glibc(name: str, *argtypes: type[ctypes._SimpleCData[Any]]) -> Callable[..., int] | None:
+    """glibc's function ``name`` returning int, or None without glibc (musl, macOS)."""
     if not sys.platform.startswith("linux"):
         return None
-    name = ctypes.util.find_library("c")
-    if name is None:
+    lib = ctypes.util.find_library("c")
+    if lib is None:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        fn = getattr(ctypes.CDLL(lib), name)
     except (OSError, AttributeError):  # not glibc
         return None
-    trim.argtypes = (ctypes.c_size_t,)
-    trim.restype = ctypes.c_int
-    return trim
+    fn.argtypes = argtypes
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+def tune_malloc() -> bool:
+    """Pin glibc's mmap threshold at 4 MiB and use at most two malloc arenas; True if set.
+
+    For the long-running processes (coordinator, node). glibc raises the threshold (up to
+    32 MiB) each time a mapped block is freed, after which the model-sized temporaries of
+    every round (aggregation blocks, artifact copies) come from the heap, and a heap rarely
+    shrinks: resident memory then grows by tens of MB over the first rounds and stays there.
+    gRPC's threads would each get an arena of their own (up to 8 per core), every one
+    keeping freed chunk messages; two arenas measured 10 MB less at the peak of a 10M x 10
+    round with no slower rounds.
+    """
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    if mallopt is None:
+        return False
+    mallopt(_M_ARENA_MAX, _ARENA_MAX)
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
 
 
 def release_free_heap() -> bool:
@@ -148,7 +179,7 @@ def release_free_heap() -> bool:
     resident until trimmed. Called between rounds; a few milliseconds. False where there is
     no glibc.
     """
-    trim = _malloc_trim()
+    trim = _glibc("malloc_trim", ctypes.c_size_t)
     if trim is None:
         return False
     trim(0)

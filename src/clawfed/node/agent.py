@@ -112,8 +112,6 @@ class NodeAgent:
         self._cancelled: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}  # tasks of the current session
         self._compressor = UpdateCompressor()
-        #: Model buffers reused from task to task.
-        self._buffers = shared_pool()
         self.heartbeat_interval_s = 5.0
         self.connected = asyncio.Event()
 
@@ -282,7 +280,7 @@ class NodeAgent:
                 task = message.task
                 if task.HasField("weights"):
                     reassembler = Reassembler(
-                        task.weights, max_total_bytes=_MAX_MODEL_BYTES, pool=self._buffers
+                        task.weights, max_total_bytes=_MAX_MODEL_BYTES, pool=shared_pool()
                     )
                     if reassembler.done:
                         running[task.task_id] = asyncio.create_task(

@@ -7,7 +7,7 @@ of actual and predicted values) — never a row. A group with fewer than
 ``query.min_group_rows`` rows is suppressed here: its sums are sent as zeros and only
 its ``suppressed`` flag is set, so the coordinator can say that it was held back.
 
-Config keys (``coordinator.query.QueryKey`` defines the same names)::
+Config keys (``wire.query.QueryKey``)::
 
     query.group_column     str    column to group by (e.g. region)
     query.groups           str    JSON list of the group values asked for, in answer order
@@ -31,24 +31,14 @@ import pandas as pd
 from clawfed.aggregation import ConfigValue
 from clawfed.core import ConfigError, DataError, Weights
 from clawfed.node.task_setup import parse_task_config
+from clawfed.wire.query import ANSWER_TENSORS, MAX_GROUPS, QueryKey
 
-GROUP_COLUMN = "query.group_column"
-GROUPS = "query.groups"
-PERIOD_COLUMN = "query.period_column"
-START = "query.start"
-END = "query.end"
-MIN_GROUP_ROWS = "query.min_group_rows"
-#: Tensors of a query answer, each of shape ``(len(groups),)``, float64.
-ANSWER_TENSORS: tuple[str, ...] = (
-    "count",
-    "suppressed",
-    "sum_error",
-    "sum_abs_error",
-    "sum_sq_error",
-    "sum_actual",
-    "sum_predicted",
-)
-MAX_GROUPS = 64
+GROUP_COLUMN = QueryKey.GROUP_COLUMN.value
+GROUPS = QueryKey.GROUPS.value
+PERIOD_COLUMN = QueryKey.PERIOD_COLUMN.value
+START = QueryKey.START.value
+END = QueryKey.END.value
+MIN_GROUP_ROWS = QueryKey.MIN_GROUP_ROWS.value
 
 
 @dataclass(frozen=True)

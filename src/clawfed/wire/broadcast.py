@@ -94,12 +94,10 @@ class EncodedModel:
         """Drop every cached message that no send under way still has ahead of it."""
         if not self._cache:
             return
-        ends = len(self._spans)
-        # the nearest send behind each cached message, if it is within the window
-        behind = sorted(self._cursors.values())
         for i in list(self._cache):
-            nearest = max((c for c in behind if c <= i), default=None)
-            if nearest is None or i - nearest >= self._window or i >= ends:
+            # the nearest send still behind this message, if it is within the window
+            nearest = max((c for c in self._cursors.values() if c <= i), default=None)
+            if nearest is None or i - nearest >= self._window:
                 del self._cache[i]
 
     @property
