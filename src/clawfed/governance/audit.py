@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +34,11 @@ from clawfed.governance.audit_chain import (
 from clawfed.governance.db import Database
 from clawfed.governance.tables import AuditDepartmentRow, AuditHeadRow, AuditRow
 
-_APPEND_ATTEMPTS = 8
+_APPEND_ATTEMPTS = 16
+#: After the n-th lost race a writer waits a random time up to min(cap, base * 2**n) seconds,
+#: so writers that keep colliding spread out instead of racing again in lockstep.
+_BACKOFF_BASE_S = 0.002
+_BACKOFF_CAP_S = 0.1
 _APPEND_LOCK = threading.Lock()
 
 
@@ -93,7 +99,7 @@ class AuditLog:
         depts = tuple(sorted({require_text(d, "department", 128) for d in departments}))
         body = json_object(detail, "audit detail")
         with _APPEND_LOCK:
-            for _ in range(_APPEND_ATTEMPTS):
+            for attempt in range(_APPEND_ATTEMPTS):
                 try:
                     return self._append_once(
                         str(actor), str(role), str(action), str(resource), depts, body, str(outcome)
@@ -103,6 +109,7 @@ class AuditLog:
                         raise StoreError(
                             f"audit append refused by database {self._db.url}: {exc.__cause__}"
                         ) from exc.__cause__
+                time.sleep(random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
         raise StoreError(
             f"audit append lost the race {_APPEND_ATTEMPTS} times to other writers; try again"
         )
