@@ -127,6 +127,17 @@ def test_a_department_head_sees_only_the_own_department(chat: Chat, db: Database
     assert {r.role for r in records} == {Role.DEPARTMENT_HEAD.value}
 
 
+def test_a_head_sees_model_versions_with_only_the_own_department(chat: Chat) -> None:
+    admin = chat.say(ADMIN, "/版本")
+    assert "合规部" in admin and "信贷部" in admin
+    for asked in ("/版本", "/版本 fraud", "有哪些模型版本"):
+        reply = chat.say(HEAD, asked)
+        assert reply.startswith("模型版本"), (asked, reply)
+        assert "fraud@v" in reply and "参与：信贷部" in reply, (asked, reply)
+        assert "合规部" not in reply and "审计部" not in reply, (asked, reply)
+        assert "88.0%" in reply  # the department's own accuracy, not the global mean
+
+
 def test_a_head_approves_only_the_own_department_in_chat(chat: Chat, db: Database) -> None:
     book = ApprovalBook(db, AuditLog(db))
     book.request("fraud", "信贷部", "年度反欺诈模型")

@@ -123,9 +123,14 @@ class Answerer:
                 return self._approve(asker, understood.job, understood.purpose, lang)
             if understood.name is CommandName.STATUS and _head(asker):
                 return self._own_status(need, lang)
+            if understood.name is CommandName.VERSIONS and _head(asker):
+                return self.versions(understood.job, lang, frozenset(need.resource.departments))
             return self._command(understood)
         if understood.intent is Intent.APPROVAL:
             return self._approve(asker, understood.slots.job, None, lang)
+        if understood.intent is Intent.LIST_VERSIONS and _head(asker):
+            mine = frozenset(need.resource.departments)
+            return self.versions(understood.slots.job, lang, mine)
         scoped = understood
         if _head(asker) and not understood.slots.departments:
             own = tuple(sorted(need.resource.departments))
@@ -210,8 +215,10 @@ class Answerer:
         """Nodes and live jobs."""
         return TextAnswer(status_text(self._store.nodes(), self._store.jobs(), self._zone, lang))
 
-    def versions(self, job_name: str | None, lang: Lang) -> TextAnswer:
-        """Model versions, of one job if named."""
+    def versions(
+        self, job_name: str | None, lang: Lang, only: frozenset[str] | None = None
+    ) -> TextAnswer:
+        """Model versions, of one job if named; with ``only``, as those departments see them."""
         if job_name is None:
             versions = self._store.versions()
         else:
@@ -219,8 +226,13 @@ class Answerer:
             if job is None:
                 return TextAnswer(self.insights.no_job(job_name, lang))
             versions = self._store.versions(job.job_id)
-        metric = pick_metric({m for v in versions for m in v.metrics})
-        return TextAnswer(versions_text(versions, self._zone, lang, metric))
+        if only is None:
+            metric = pick_metric({m for v in versions for m in v.metrics})
+        else:
+            metric = pick_metric(
+                {m for v in versions for d in only for m in v.department_metrics.get(d, {})}
+            )
+        return TextAnswer(versions_text(versions, self._zone, lang, metric, only))
 
     def audit(
         self, lang: Lang, department: str | None = None, since: TimeRange | None = None

@@ -119,9 +119,23 @@ def jobs_text(jobs: Sequence[JobRecord], lang: Lang) -> str:
     return "\n".join([title, *bullets([job_line(j, lang) for j in newest], lang)])
 
 
-def version_line(v: ModelVersion, zone: ZoneInfo, lang: Lang, metric: str | None) -> str:
-    """One model version: id, round, time, digest, departments and a metric."""
-    depts = joined(sorted({p.department for p in v.participants}), lang)
+def version_line(
+    v: ModelVersion,
+    zone: ZoneInfo,
+    lang: Lang,
+    metric: str | None,
+    only: frozenset[str] | None = None,
+) -> str:
+    """One model version: id, round, time, digest, departments and a metric.
+
+    With ``only`` (a department head's own departments) the line names only those
+    departments and shows their own metric instead of the global one, as the REST API's
+    partial view does.
+    """
+    names = {p.department for p in v.participants}
+    if only is not None:
+        names &= only
+    depts = joined(sorted(names), lang)
     text = t(
         lang,
         f"{v.version_id} 第{v.round_no}轮 {when(v.created_at, zone, lang)} "
@@ -129,21 +143,39 @@ def version_line(v: ModelVersion, zone: ZoneInfo, lang: Lang, metric: str | None
         f"{v.version_id} round {v.round_no} {when(v.created_at, zone, lang)} "
         f"sha256 {v.sha256[:12]} from: {depts}",
     )
-    value = None if metric is None else metric_value(v.metrics, metric)
-    if metric is not None and value is not None:
+    if metric is None:
+        return text
+    if only is None:
+        value = metric_value(v.metrics, metric)
+    else:
+        own = [v.department_metrics[d] for d in sorted(names) if d in v.department_metrics]
+        value = metric_value(own[0], metric) if len(own) == 1 else None
+    if value is not None:
         text += f" {metric_label(metric, lang)} {format_value(metric, value)}"
     return text
 
 
 def versions_text(
-    versions: Sequence[ModelVersion], zone: ZoneInfo, lang: Lang, metric: str | None
+    versions: Sequence[ModelVersion],
+    zone: ZoneInfo,
+    lang: Lang,
+    metric: str | None,
+    only: frozenset[str] | None = None,
 ) -> str:
-    """The answer to /版本: newest versions first."""
+    """The answer to /版本: newest versions first (with ``only``: those departments' share)."""
+    if only is not None:
+        versions = [v for v in versions if any(p.department in only for p in v.participants)]
     if not versions:
+        if only is not None:
+            return t(
+                lang,
+                "你所在的部门还没有参与任何模型版本。",
+                "Your department has not taken part in any model version yet.",
+            )
         return t(lang, "还没有模型版本。", "There is no model version yet.")
     newest = sorted(versions, key=lambda v: v.created_at, reverse=True)
     title = t(lang, f"模型版本（共 {len(versions)} 个）：", f"Model versions ({len(versions)}):")
-    lines = [version_line(v, zone, lang, metric) for v in newest]
+    lines = [version_line(v, zone, lang, metric, only) for v in newest]
     return "\n".join([title, *bullets(lines, lang)])
 
 
