@@ -16,6 +16,7 @@ import yaml
 from clawfed.chat.channel import OutgoingMessage
 from clawfed.chat.errors import ChatError
 from clawfed.chat.fake_wecom import FakeWeCom, FakeWeComServer, serve_fake_wecom
+from clawfed.chat.fake_wecom_directory import load_directory
 from clawfed.chat.service.channels import ConfiguredChannels
 from clawfed.chat.service.config import CHAT_SECTION, WeComAppSettings, read_chat_config
 from clawfed.cli.common import console, err_console
@@ -74,13 +75,27 @@ def fake_wecom(
     user: Annotated[
         list[str] | None, typer.Option("--user", help="Known WeCom user id (repeatable).")
     ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--directory",
+            help="YAML file of departments and users (name, departments, leader flags) that "
+            "user/get and department/list answer with.",
+        ),
+    ] = None,
 ) -> None:
     """Run a fake WeCom (robots, app API, callbacks) on loopback until Ctrl-C."""
     if not _loopback(host):
         raise ConfigError(f"the fake WeCom listens on loopback only, got --host {host}")
+    people = None if directory is None else load_directory(directory)
+    users = tuple(user or (() if people else ("zhangsan", "lisi", "wangwu")))
+    if people is not None and not users and not people.profiles:
+        raise ConfigError(f"{directory} lists no users; add some under users: or pass --user")
     fake = FakeWeCom(
         robot_keys=tuple(robot_key or ("fake-robot-key",)),
-        users=tuple(user or ("zhangsan", "lisi", "wangwu")),
+        users=users + tuple(people.profiles if people else ()),
+        profiles=people.profiles if people else None,
+        departments=people.departments if people else None,
     )
     server = serve_fake_wecom(host, port, fake=fake)
     stop = threading.Event()
@@ -96,6 +111,7 @@ def fake_wecom(
         typer.echo(f"corp_id: {fake.corp_id}  corp_secret: {fake.corp_secret}")
         typer.echo(f"agent_id: {fake.agent_id}  callback token: {fake.callback_token}")
         typer.echo(f"encoding_aes_key: {fake.encoding_aes_key}")
+        typer.echo(f"users: {' '.join(sorted(fake.users))}")
         typer.echo("chat section for clawfed.yaml (demo only):\n" + _snippet(server))
         typer.echo("Ctrl-C stops.")
         while not stop.wait(0.5):
