@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clawfed.coordinator.jobspec import parse_job, task_config
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import Weights
 from clawfed.data.salesbot import BRANCH_MIX, INTENTS, write_salesbot_scenario
 from clawfed.learning import EvalConfig, FitConfig

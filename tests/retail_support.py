@@ -7,8 +7,9 @@ from typing import Any
 
 import yaml
 
-from clawfed.coordinator.jobspec import JobSpec, parse_job, task_config
+from clawfed.coordinator.jobspec import JobSpec, parse_job
 from clawfed.coordinator.query import CurrentModel
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import Weights
 from clawfed.data.retail import make_retail_scenario
 from clawfed.data.standardize import combine

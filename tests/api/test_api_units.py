@@ -10,7 +10,7 @@ from clawfed.api.events import to_live
 from clawfed.api.metrics import FederationMetrics, NodeUp
 from clawfed.api.problems import from_error
 from clawfed.api.sessions import SESSION_LIFETIME, SessionBook
-from clawfed.coordinator.engine import Participant, RoundReport
+from clawfed.coordinator.round_records import Participant, RoundReport
 from clawfed.core import ConfigError, JobError, NotFoundError, StoreError
 from clawfed.governance.policy import Action, PermissionDenied, Resource, Role, User, decide
 from clawfed.governance.users import AuthenticationError, AuthFailure

@@ -13,10 +13,10 @@ from test_chat_service_support import CANARY, chat_config, seed_job, seed_nodes
 
 from clawfed.chat.fake_wecom import FakeWeCom, FakeWeComServer, serve_fake_wecom
 from clawfed.chat.nlu import Lang
+from clawfed.chat.notices import RoundFinished, VersionPublished
 from clawfed.chat.outbox import Outbox, OutboxItem, OutboxStatus
 from clawfed.chat.service import ChatConfig, ChatStore, ConfiguredChannels, Notifier
-from clawfed.chat.templates import RoundFinished, VersionPublished
-from clawfed.coordinator.engine import Exclusion, Participant, RoundReport
+from clawfed.coordinator.round_records import Exclusion, Participant, RoundReport
 from clawfed.governance import Database, sqlite_url
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)

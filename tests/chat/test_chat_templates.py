@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clawfed.chat.templates import (
+from clawfed.chat.notices import (
     ApprovalRequested,
-    Fmt,
     JobStarted,
-    Lang,
     MetricChange,
     MetricDropped,
     NodeBack,
@@ -20,6 +18,10 @@ from clawfed.chat.templates import (
     RoundFinished,
     UpdateRefused,
     VersionPublished,
+)
+from clawfed.chat.templates import (
+    Fmt,
+    Lang,
     anomaly,
     approval_requested,
     change_phrase,

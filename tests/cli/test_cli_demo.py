@@ -19,7 +19,8 @@ from rich.console import Console
 
 from clawfed.aggregation import ConfigValue
 from clawfed.cli.demo import SCENARIOS, DemoSummary, DepartmentResult, _show
-from clawfed.coordinator.jobspec import parse_job, task_config
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.task_config import task_config
 from clawfed.coordinator.workspace import open_workspace
 from clawfed.data.scenarios import FRAUD_DEPARTMENTS
 from clawfed.governance.audit import AuditLog

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from clawfed.coordinator.engine import Progress, RoundReport
+from clawfed.coordinator.round_records import Progress, RoundReport
 from clawfed.core import Weights
 from clawfed.security.kit import Kit
 from clawfed.wire.chunkwire import parse_coordinator_message, serialize_message

@@ -17,10 +17,10 @@ from clawfed.coordinator.async_engine import (
     FedBuffSettings,
     staleness_weight,
 )
-from clawfed.coordinator.engine import Progress, RoundReport
 from clawfed.coordinator.gateway import FailureCode, TaskFailed, TaskKind, TaskOutcome, TaskRequest
 from clawfed.coordinator.jobspec import JobSpec, ModelSpec
 from clawfed.coordinator.memory_gateway import MemoryGateway
+from clawfed.coordinator.round_records import Progress, RoundReport
 from clawfed.core import ConfigError, JobError, NodeInfo, Update, Weights
 
 

@@ -13,7 +13,8 @@ from coordinator_support import MemoryLedger
 
 from clawfed.aggregation import build_strategy
 from clawfed.aggregation.quality_weighted import NodeFact
-from clawfed.chat.templates import Fmt, Lang, RoundDeviations, render
+from clawfed.chat.notices import RoundDeviations
+from clawfed.chat.templates import Fmt, Lang, render
 from clawfed.coordinator.engine import RoundEngine
 from clawfed.coordinator.gateway import TaskKind, TaskOutcome, TaskRequest
 from clawfed.coordinator.jobspec import parse_job

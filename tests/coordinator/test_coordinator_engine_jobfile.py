@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clawfed.aggregation.free_riders import FreeRiderPolicy
-from clawfed.coordinator.jobspec import parse_job, task_config
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError
 from clawfed.wire.codecs import CodecName, UpdateCompressor, codec_from_config
 

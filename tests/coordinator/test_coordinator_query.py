@@ -14,7 +14,7 @@ import yaml
 
 from clawfed.coordinator import query as coordinator_query
 from clawfed.coordinator.gateway import TaskKind, TaskOutcome, TaskRequest
-from clawfed.coordinator.jobspec import REGRESSION_MODELS, task_config
+from clawfed.coordinator.jobspec import REGRESSION_MODELS
 from clawfed.coordinator.memory_gateway import MemoryGateway
 from clawfed.coordinator.query import (
     ANSWER_TENSORS,
@@ -24,6 +24,7 @@ from clawfed.coordinator.query import (
     QueryKey,
     merge_answers,
 )
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError, JobError, NodeInfo, Weights
 from clawfed.data.retail import RETAIL_DEPARTMENTS, make_retail_scenario
 from clawfed.learning.regression import REGRESSION_MODELS as LEARNING_REGRESSION_MODELS

@@ -13,7 +13,8 @@ from sklearn.metrics import roc_auc_score
 
 from clawfed.aggregation import FedAvg
 from clawfed.cli.demo import FRAUD_SEED
-from clawfed.coordinator.jobspec import parse_job, task_config
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import Update
 from clawfed.core.errors import ConfigError
 from clawfed.data import (

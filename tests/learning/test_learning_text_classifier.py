@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clawfed.coordinator.jobspec import parse_job, task_config
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError, DataError
 from clawfed.data.salesbot import INTENTS, make_messages, write_salesbot_scenario
 from clawfed.learning import EvalConfig, FitConfig, Trainer

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from node_support import ROWS
 
-from clawfed.coordinator.jobspec import JobSpec, task_config
+from clawfed.coordinator.jobspec import JobSpec
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError
 from clawfed.data import combine
 from clawfed.node.baseline import local_baseline, pooled_reference, training_rows

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from node_support import EXAMPLES, HOLDOUT, ROWS, encoded_width
 
-from clawfed.coordinator.jobspec import JobSpec, parse_job, task_config
+from clawfed.coordinator.jobspec import JobSpec, parse_job
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError
 from clawfed.data.scenarios import CHANNELS, MERCHANTS, REGIONS
 from clawfed.node.dispatch import DispatchRunner, LocalData, parse_data_args

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clawfed.aggregation import FedAvg
-from clawfed.coordinator.jobspec import JobSpec, task_config
+from clawfed.coordinator.jobspec import JobSpec
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError, Update
 from clawfed.data import combine
 from clawfed.data.scenarios import make_fraud_scenario

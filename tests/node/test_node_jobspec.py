@@ -18,10 +18,9 @@ from clawfed.coordinator.jobspec import (
     MODEL_SETTINGS,
     TRAIN_KEYS,
     JobSpec,
-    TaskKey,
     parse_job,
-    task_config,
 )
+from clawfed.coordinator.task_config import TRAIN_PREFIX, TaskKey, task_config
 from clawfed.core import ConfigError
 from clawfed.data import ColumnType
 from clawfed.data.scenarios import fraud_spec
@@ -309,7 +308,7 @@ def test_task_keys_are_the_keys_the_node_reads() -> None:
         local_policy.PURPOSE,
     }
     assert {k.value for k in TaskKey} == node_keys
-    assert jobspec.TRAIN_PREFIX == task_setup.TRAIN_PREFIX
+    assert TRAIN_PREFIX == task_setup.TRAIN_PREFIX
 
 
 def test_the_node_reads_back_what_task_config_writes() -> None:

@@ -12,7 +12,8 @@ import pytest
 from node_support import HOLDOUT, ROWS, encoded_width
 
 from clawfed.aggregation import ConfigValue
-from clawfed.coordinator.jobspec import JobSpec, task_config
+from clawfed.coordinator.jobspec import JobSpec
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError, DataError, Weights
 from clawfed.data import combine, load_harmonization, load_split
 from clawfed.data.scenarios import fraud_spec

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clawfed.coordinator.jobspec import TaskKey, parse_job, task_config
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.task_config import TaskKey, task_config
 from clawfed.core import ConfigError, Weights
 from clawfed.node.agent import _failure_code
 from clawfed.node.dispatch import DispatchRunner

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clawfed.coordinator.jobspec import JobSpec, task_config
+from clawfed.coordinator.jobspec import JobSpec
 from clawfed.coordinator.privacy_spec import DPSGDSpec, PrivacySpec
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError, TensorSpec, Weights
 from clawfed.data.standardize import combine
 from clawfed.node.dispatch import DispatchRunner

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clawfed.coordinator.jobspec import parse_job, task_config
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError, DataError
 from clawfed.data import DatasetSpec, load_spec, load_split
 from clawfed.node.learning_runner import LearningRunner, LocalData

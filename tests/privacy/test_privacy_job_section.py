@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clawfed.coordinator.jobspec import parse_job, task_config
+from clawfed.coordinator.jobspec import parse_job
 from clawfed.coordinator.privacy_spec import DPSpec, SecureAggregationSpec
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError
 from clawfed.privacy.accountant import epsilon_spent
 from clawfed.privacy.secagg_wire import DPSGDKey

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clawfed.coordinator.engine import RoundReport
 from clawfed.coordinator.phases import weighted_mean
+from clawfed.coordinator.round_records import RoundReport
 
 #: Events passed on to live views (others, such as debug events, are not).
 LIVE_KINDS = frozenset({

@@ -14,8 +14,8 @@ import uvicorn
 from clawfed.api.app import create_app
 from clawfed.api.context import ApiContext
 from clawfed.api.events import LIVE_KINDS, to_live
-from clawfed.coordinator.engine import RoundReport
 from clawfed.coordinator.jobspec import JobSpec
+from clawfed.coordinator.round_records import RoundReport
 from clawfed.core import ConfigError
 
 if TYPE_CHECKING:

@@ -29,9 +29,10 @@ from clawfed.cli.chat_cmds import demo_chat_section
 from clawfed.cli.common import console, err_console, setup_logging
 from clawfed.cli.demo_support import free_port, fresh_folder, start_nodes, stop_processes
 from clawfed.coordinator.config import save_settings
-from clawfed.coordinator.engine import RoundReport
-from clawfed.coordinator.jobspec import JobSpec, parse_job, task_config
+from clawfed.coordinator.jobspec import JobSpec, parse_job
+from clawfed.coordinator.round_records import RoundReport
 from clawfed.coordinator.server import Coordinator
+from clawfed.coordinator.task_config import task_config
 from clawfed.coordinator.workspace import Workspace, enroll_node, init_workspace
 from clawfed.core import ConfigError, JobError, Metrics
 from clawfed.data.scenarios import DEFAULT_FRAUD_ROWS, FRAUD_DEPARTMENTS, make_fraud_scenario

@@ -38,14 +38,6 @@ from clawfed.aggregation.fedbuff import (
 )
 from clawfed.aggregation.round_details import CompressionUse, RoundDetails
 from clawfed.aggregation.round_policy import PublishedWeight
-from clawfed.coordinator.engine import (
-    EventSink,
-    Exclusion,
-    JobLedger,
-    Participant,
-    RoundReport,
-    combine_metrics,
-)
 from clawfed.coordinator.gateway import (
     FailureCode,
     NodeGateway,
@@ -55,8 +47,17 @@ from clawfed.coordinator.gateway import (
     TaskOutcome,
     TaskRequest,
 )
-from clawfed.coordinator.jobspec import JobSpec, task_config
+from clawfed.coordinator.jobspec import JobSpec
 from clawfed.coordinator.phases import standardizer_phase
+from clawfed.coordinator.round_records import (
+    EventSink,
+    Exclusion,
+    JobLedger,
+    Participant,
+    RoundReport,
+    combine_metrics,
+)
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import (
     JobError,
     PayloadError,
@@ -109,7 +110,7 @@ class AsyncRoundEngine:
     is ``{"mode": "fedbuff"}``: the buffer starts empty after a restart.
 
     ``task_config(round_no)`` gives the config every fit task carries; by default it is
-    ``jobspec.task_config`` of the spec, with the pooled standardizer once the STATS phase
+    ``task_config.task_config`` of the spec, with the pooled standardizer once the STATS phase
     ran (jobs with ``data.standardize``). ``round_no`` of a task is the version it will help
     make. With ``compression`` in the job the nodes send encoded updates, decoded here; the
     wire and decoded bytes of each aggregation are in its report's details.

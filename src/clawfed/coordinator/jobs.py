@@ -13,9 +13,10 @@ from clawfed.aggregation.quality_weighted import NodeFact
 from clawfed.aggregation.registry import build_strategy
 from clawfed.coordinator.approval_gate import ApprovalGate
 from clawfed.coordinator.async_engine import AsyncRoundEngine
-from clawfed.coordinator.engine import RoundEngine, RoundReport
+from clawfed.coordinator.engine import RoundEngine
 from clawfed.coordinator.jobspec import JobMode, JobSpec, parse_job
 from clawfed.coordinator.ledger import SqlLedger
+from clawfed.coordinator.round_records import RoundReport
 from clawfed.core import ClawfedError, ConfigError, JobError, NotFoundError
 from clawfed.governance.jobs import JobRecord, JobStatus, JobStore
 from clawfed.wire._proto import federation_pb2 as pb

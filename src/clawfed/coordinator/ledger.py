@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from clawfed.aggregation.contribution import ContributionRecord
-from clawfed.coordinator.engine import Progress, RoundReport
 from clawfed.coordinator.jobspec import parse_job
 from clawfed.coordinator.round_extras import contribution_entries, contribution_records
+from clawfed.coordinator.round_records import Progress, RoundReport
 from clawfed.core import NotFoundError, StoreError, Weights
 from clawfed.governance.artifacts import ArtifactStore
 from clawfed.governance.db import Database

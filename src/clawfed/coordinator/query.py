@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clawfed.coordinator.gateway import NodeGateway, TaskKind, TaskOutcome, TaskRequest
-from clawfed.coordinator.jobspec import REGRESSION_MODELS, JobSpec, parse_job, task_config
+from clawfed.coordinator.jobspec import REGRESSION_MODELS, JobSpec, parse_job
 from clawfed.coordinator.ledger import SqlLedger
 from clawfed.coordinator.phases import ask_all
+from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError, JobError, NotFoundError, Weights
 from clawfed.governance.db import Database
 from clawfed.governance.jobs import JobStore

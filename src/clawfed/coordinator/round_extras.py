@@ -35,8 +35,9 @@ from clawfed.aggregation.quality_weighted import NodeFact, QualityWeighted
 from clawfed.aggregation.round_details import CompressionUse, RoundDetails
 from clawfed.aggregation.round_policy import PublishedWeight, RoundCollector, RoundPolicy
 from clawfed.coordinator.gateway import NodeGateway, TaskKind, TaskOutcome, TaskRequest
-from clawfed.coordinator.jobspec import JobSpec, TaskKey, task_config
+from clawfed.coordinator.jobspec import JobSpec
 from clawfed.coordinator.phases import ask_all, evaluation_metrics
+from clawfed.coordinator.task_config import TaskKey, task_config
 from clawfed.core import (
     JobError,
     NodeInfo,

@@ -27,25 +27,25 @@ import numpy as np
 from clawfed.aggregation import Strategy
 from clawfed.aggregation.state import ArrayStateful
 from clawfed.coordinator.diagnostics import RoundDiagnostics
-from clawfed.coordinator.engine import (
-    EventSink,
-    Exclusion,
-    JobLedger,
-    Participant,
-    RoundReport,
-    combine_metrics,
-)
 from clawfed.coordinator.gateway import (
     NodeGateway,
-    OutboundModel,
     TaskFailed,
     TaskKind,
     TaskOutcome,
     TaskRequest,
 )
-from clawfed.coordinator.jobspec import JobSpec, TaskKey
+from clawfed.coordinator.jobspec import JobSpec
 from clawfed.coordinator.privacy_spec import NoiseMode, PrivacySpec
-from clawfed.core import ConfigError, TensorSpec, Update, UpdateRejected, Weights
+from clawfed.coordinator.round_records import (
+    EventSink,
+    JobLedger,
+    Participant,
+    RoundReport,
+    combine_metrics,
+)
+from clawfed.coordinator.secure_phases import Collected, PhaseFanOut
+from clawfed.coordinator.task_config import TaskKey
+from clawfed.core import ConfigError, TensorSpec, Update, Weights
 from clawfed.privacy.errors import SecAggError, SecAggFailure
 from clawfed.privacy.secagg_config import SecAggConfig
 from clawfed.privacy.secagg_messages import (
@@ -65,23 +65,6 @@ SECURE_AGGREGATE_ID = "secure-aggregate"
 
 RequestFactory = Callable[[TaskKind, int, Mapping[str, Any], Weights | None], TaskRequest]
 FinishReport = Callable[[RoundReport, Weights, RoundDiagnostics], Coroutine[Any, Any, RoundReport]]
-Take = Callable[[str, TaskOutcome], None]
-
-
-@dataclasses.dataclass
-class _Collected:
-    """What the nodes' answers of one attempt came to (never an individual update)."""
-
-    total: Weights | None = None  # Σ w_i x_i (float64)
-    weight: int = 0  # Σ w_i
-    contributors: tuple[str, ...] = ()
-    samples: dict[str, int] = dataclasses.field(default_factory=dict)
-    metrics: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
-    dropped: list[Exclusion] = dataclasses.field(default_factory=list)
-    rejected: list[Exclusion] = dataclasses.field(default_factory=list)
-    bytes_up: int = 0
-    bytes_down: int = 0
-    failure: str = ""
 
 
 def _sender_check(message: ControlMessage, kind: type[Any], node_id: str) -> Any:
@@ -146,6 +129,7 @@ class PrivateRounds:
         self._sigma = 0.0  # σ, set by the first attempt (the accountant loads SciPy: no
         # import or calibration on the event loop, where it would starve the heartbeats)
         self._rng = np.random.default_rng()
+        self._phases = PhaseFanOut(gateway, events, job_id=job_id, job_name=spec.name)
 
     # ---- one attempt --------------------------------------------------------------------
     async def attempt(
@@ -163,7 +147,7 @@ class PrivateRounds:
             await asyncio.to_thread(self._check_budget, round_no)
         started = datetime.now(UTC)
         nodes = await self._gw.wait_for_nodes(wanted, spec.min_nodes, spec.round_deadline_s)
-        got = _Collected()
+        got = Collected()
         if len(nodes) < spec.min_nodes:
             got.failure = f"only {len(nodes)} of min_nodes={spec.min_nodes} node(s) connected"
         else:
@@ -244,98 +228,6 @@ class PrivateRounds:
         new_weights.check_finite()
         return new_weights
 
-    # ---- task fan-out -------------------------------------------------------------------
-    async def _phase(
-        self,
-        round_no: int,
-        phase: str,
-        requests: Mapping[str, TaskRequest],
-        model: OutboundModel | None,
-        deadline_s: float,
-        take: Take,
-        got: _Collected,
-    ) -> None:
-        """Send one task per node; ``take`` each answer as it arrives, until the deadline."""
-        live = {n.node_id for n in self._gw.live_nodes()}
-        for nid in sorted(set(requests) - live):  # gone since the last phase: do not write
-            detail = "the node's session ended before this phase"
-            self._exclude(round_no, got.dropped, Exclusion(nid, f"{phase}: disconnected", detail))
-        tasks = {
-            asyncio.create_task(self._gw.run_task(nid, req, model)): nid
-            for nid, req in requests.items()
-            if nid in live
-        }
-        pending = set(tasks)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + deadline_s
-        try:
-            while pending and (remaining := deadline - loop.time()) > 0:
-                done, pending = await asyncio.wait(
-                    pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    self._take(round_no, phase, tasks[task], task, take, got)
-        except asyncio.CancelledError:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            raise
-        for task in pending:
-            task.cancel()
-            nid = tasks[task]
-            await self._gw.cancel(nid, requests[nid].task_id, f"{phase} deadline passed")
-            detail = f"no answer within the {phase} deadline of {deadline_s:g} s"
-            self._exclude(round_no, got.dropped, Exclusion(nid, f"{phase}: straggler", detail))
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    def _take(
-        self,
-        round_no: int,
-        phase: str,
-        node_id: str,
-        task: asyncio.Task[TaskOutcome],
-        take: Take,
-        got: _Collected,
-    ) -> None:
-        try:
-            outcome = task.result()
-            got.bytes_up += outcome.bytes_up
-            take(node_id, outcome)
-        except TaskFailed as exc:
-            self._exclude(
-                round_no, got.dropped, Exclusion(node_id, f"{phase}: {exc.code}", exc.detail)
-            )
-        except (UpdateRejected, SecAggError) as exc:
-            self._exclude(
-                round_no, got.rejected, Exclusion(node_id, f"{phase}: {exc.reason}", exc.detail)
-            )
-        except Exception as exc:  # a stream that broke under the write (grpc's own errors)
-            log.warning("%s: %s task failed: %s", node_id, phase, type(exc).__name__)
-            detail = f"the stream broke ({type(exc).__name__})"
-            self._exclude(
-                round_no, got.dropped, Exclusion(node_id, f"{phase}: disconnected", detail)
-            )
-
-    def _exclude(self, round_no: int, into: list[Exclusion], what: Exclusion) -> None:
-        into.append(what)
-        self._events("node_dropped", {
-            "job_id": self._job_id, "round": round_no, "node_id": what.node_id,
-            "reason": what.reason, "detail": what.detail,
-        })  # fmt: skip
-
-    def _closed(self, round_no: int, phase: str, nodes: Sequence[str]) -> None:
-        log.info(
-            "job %s round %d: %s closed with %d node(s)",
-            self._spec.name,
-            round_no,
-            phase,
-            len(nodes),
-        )
-        self._events(
-            "secagg_phase",
-            {"job_id": self._job_id, "round": round_no, "phase": phase, "nodes": sorted(nodes)},
-        )
-
     # ---- secure aggregation ---------------------------------------------------------------
     async def _secure_sum(
         self,
@@ -343,10 +235,10 @@ class PrivateRounds:
         attempt: int,
         weights: Weights,
         configs: Mapping[str, Mapping[str, Any]],
-    ) -> _Collected:
+    ) -> Collected:
         sa = self._privacy.secure_aggregation
         assert sa is not None
-        got = _Collected()
+        got = Collected()
         nodes = sorted(configs)
         try:
             if len(nodes) < 2:
@@ -418,16 +310,18 @@ class PrivateRounds:
         try:
             reqs = {n: request(TaskKind.SECAGG_ADVERTISE, n) for n in nodes}
             got.bytes_down += model.nbytes * len(reqs)
-            await self._phase(round_no, phase, reqs, model, self._spec.round_deadline_s, keys, got)
+            await self._phases.run(
+                round_no, phase, reqs, model, self._spec.round_deadline_s, keys, got
+            )
             advertised = sorted(set(nodes) - server.awaiting())
             directory = server.close_keys().model_dump_json()
-            self._closed(round_no, phase, advertised)
+            self._phases.closed(round_no, phase, advertised)
 
             phase = "secagg_share"
             reqs = {n: request(TaskKind.SECAGG_SHARE, n, directory) for n in advertised}
-            await self._phase(round_no, phase, reqs, None, phase_s, shares, got)
+            await self._phases.run(round_no, phase, reqs, None, phase_s, shares, got)
             inboxes = server.close_shares()
-            self._closed(round_no, phase, list(inboxes))
+            self._phases.closed(round_no, phase, list(inboxes))
 
             phase = "secagg_mask"
             ring = TensorSpec(
@@ -441,16 +335,16 @@ class PrivateRounds:
                 )
                 for n, box in inboxes.items()
             }
-            await self._phase(round_no, phase, reqs, None, phase_s, masked, got)
+            await self._phases.run(round_no, phase, reqs, None, phase_s, masked, got)
             unmask_request = server.close_masked()
-            self._closed(round_no, phase, unmask_request.survivors)
+            self._phases.closed(round_no, phase, unmask_request.survivors)
 
             phase = "secagg_unmask"
             text = unmask_request.model_dump_json()
             reqs = {n: request(TaskKind.SECAGG_UNMASK, n, text) for n in unmask_request.survivors}
-            await self._phase(round_no, phase, reqs, None, phase_s, unmask, got)
+            await self._phases.run(round_no, phase, reqs, None, phase_s, unmask, got)
             result = await asyncio.to_thread(server.finish)  # PRG expansions: off the loop
-            self._closed(round_no, phase, result.unmasked)
+            self._phases.closed(round_no, phase, result.unmasked)
         except SecAggError as exc:
             got.failure = f"secure aggregation failed in phase {phase}: {exc}"
             return got
@@ -469,11 +363,11 @@ class PrivateRounds:
     # ---- DP without secure aggregation --------------------------------------------------
     async def _clipped_sum(
         self, round_no: int, weights: Weights, configs: Mapping[str, Mapping[str, Any]]
-    ) -> _Collected:
+    ) -> Collected:
         """Plain fit tasks; each delta is clipped to C here and added to one running sum."""
         dp = self._privacy.dp
         assert dp is not None
-        got = _Collected()
+        got = Collected()
         acc = {n: np.zeros(a.shape, dtype=np.float64) for n, a in weights.items()}
         spec = weights.spec()
         contributors: list[str] = []
@@ -496,7 +390,7 @@ class PrivateRounds:
             n: self._request(TaskKind.FIT, round_no, dict(c), weights) for n, c in configs.items()
         }
         got.bytes_down = model.nbytes * len(reqs)
-        await self._phase(round_no, "fit", reqs, model, self._spec.round_deadline_s, take, got)
+        await self._phases.run(round_no, "fit", reqs, model, self._spec.round_deadline_s, take, got)
         got.contributors = tuple(contributors)
         if contributors:
             got.total = Weights((n, a) for n, a in acc.items())

@@ -15,13 +15,11 @@ from clawfed import PROTOCOL_VERSION
 from clawfed.coordinator.admin import AdminService
 from clawfed.coordinator.config import CONFIG_NAME
 from clawfed.coordinator.jobs import JobRunner
+from clawfed.coordinator.session_hub import SessionHub, check_hello, version_goodbye
 from clawfed.coordinator.sessions import (
     SESSION_SERVER_OPTIONS,
     NodeSession,
-    SessionHub,
-    check_hello,
     deserialize_node_message,
-    version_goodbye,
 )
 from clawfed.coordinator.workspace import Workspace
 from clawfed.core import NodeInfo, NotFoundError, RefusalReason

@@ -45,7 +45,7 @@ def local_baseline(
     runner
         The department's runner (its data).
     config
-        The job's task config (``coordinator.jobspec.task_config``).
+        The job's task config (``coordinator.task_config.task_config``).
     rounds
         Number of federated rounds to match.
 
@@ -120,7 +120,7 @@ def pooled_reference(
     datasets
         Department id -> what its node offers for the job's dataset.
     config
-        The job's task config (``coordinator.jobspec.task_config``); a ``data.standardizer``
+        The job's task config (``coordinator.task_config.task_config``); a ``data.standardizer``
         or ``round`` in it is replaced.
     rounds
         Number of federated rounds to match.

@@ -13,7 +13,7 @@ from clawfed.core import ConfigError
 from clawfed.data import ColumnType, Standardizer
 from clawfed.learning import FitConfig
 
-#: Task config keys a node reads; ``coordinator.jobspec.TaskKey`` defines them (a test ties
+#: Task config keys a node reads; ``coordinator.task_config.TaskKey`` defines them (a test ties
 #: the two lists, since the node does not import the coordinator).
 MODEL_NAME = "model.name"
 MODEL_CUSTOM = "model.custom"

@@ -12,13 +12,8 @@ from typing import Any, Protocol
 
 from clawfed.chat.channel import OutgoingMessage
 from clawfed.chat.nlu.lang import Lang
-from clawfed.chat.outbox import Outbox
-from clawfed.chat.service.config import ChatConfig, EventKind
-from clawfed.chat.service.store import ChatStore
-from clawfed.chat.service.vocab import higher_is_better, is_ratio, metric_value, pick_metric
-from clawfed.chat.templates import (
+from clawfed.chat.notices import (
     ApprovalRequested,
-    Fmt,
     JobStarted,
     MetricChange,
     MetricDropped,
@@ -32,8 +27,12 @@ from clawfed.chat.templates import (
     RoundFinished,
     UpdateRefused,
     VersionPublished,
-    render,
 )
+from clawfed.chat.outbox import Outbox
+from clawfed.chat.service.config import ChatConfig, EventKind
+from clawfed.chat.service.store import ChatStore
+from clawfed.chat.service.vocab import higher_is_better, is_ratio, metric_value, pick_metric
+from clawfed.chat.templates import Fmt, render
 from clawfed.coordinator.jobspec import parse_job
 from clawfed.coordinator.valuemap import value_change
 from clawfed.core.errors import ClawfedError
