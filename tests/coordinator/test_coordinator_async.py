@@ -18,8 +18,9 @@ from clawfed.coordinator.async_engine import (
     staleness_weight,
 )
 from clawfed.coordinator.gateway import FailureCode, TaskFailed, TaskKind, TaskOutcome, TaskRequest
-from clawfed.coordinator.jobspec import JobSpec, ModelSpec
+from clawfed.coordinator.jobspec import JobSpec
 from clawfed.coordinator.memory_gateway import MemoryGateway
+from clawfed.coordinator.model_spec import ModelSpec
 from clawfed.coordinator.round_records import Progress, RoundReport
 from clawfed.core import ConfigError, JobError, NodeInfo, Update, Weights
 

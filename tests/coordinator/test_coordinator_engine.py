@@ -12,8 +12,9 @@ from coordinator_support import MemoryLedger
 from clawfed.aggregation import FedAvg
 from clawfed.coordinator.engine import RoundEngine
 from clawfed.coordinator.gateway import TaskKind, TaskOutcome, TaskRequest
-from clawfed.coordinator.jobspec import JobSpec, ModelSpec
+from clawfed.coordinator.jobspec import JobSpec
 from clawfed.coordinator.memory_gateway import MemoryGateway
+from clawfed.coordinator.model_spec import ModelSpec
 from clawfed.core import JobError, NodeInfo, Weights
 
 

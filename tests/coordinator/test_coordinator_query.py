@@ -14,8 +14,8 @@ import yaml
 
 from clawfed.coordinator import query as coordinator_query
 from clawfed.coordinator.gateway import TaskKind, TaskOutcome, TaskRequest
-from clawfed.coordinator.jobspec import REGRESSION_MODELS
 from clawfed.coordinator.memory_gateway import MemoryGateway
+from clawfed.coordinator.model_spec import REGRESSION_MODELS
 from clawfed.coordinator.query import (
     ANSWER_TENSORS,
     CurrentModel,

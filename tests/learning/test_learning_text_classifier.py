@@ -153,7 +153,7 @@ def test_node_redacts_before_encoding_and_trains_through_dispatch(tmp_path: Path
 
 
 def test_job_files_name_the_text_classifier_with_its_settings() -> None:
-    from clawfed.coordinator.jobspec import MODEL_SETTINGS, TEXT_MODELS
+    from clawfed.coordinator.model_spec import MODEL_SETTINGS, TEXT_MODELS
     from clawfed.learning.text_classifier import DEFAULTS, TEXT_CLASSIFIER
 
     assert TEXT_MODELS == (TEXT_CLASSIFIER,)

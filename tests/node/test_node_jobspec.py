@@ -12,14 +12,9 @@ import yaml
 from node_support import EXAMPLES
 
 from clawfed.aggregation import PROXIMAL_MU_KEY
-from clawfed.coordinator import jobspec
-from clawfed.coordinator.jobspec import (
-    BUILTIN_MODELS,
-    MODEL_SETTINGS,
-    TRAIN_KEYS,
-    JobSpec,
-    parse_job,
-)
+from clawfed.coordinator import jobspec, model_spec
+from clawfed.coordinator.jobspec import TRAIN_KEYS, JobSpec, parse_job
+from clawfed.coordinator.model_spec import BUILTIN_MODELS, MODEL_SETTINGS
 from clawfed.coordinator.task_config import TRAIN_PREFIX, TaskKey, task_config
 from clawfed.core import ConfigError
 from clawfed.data import ColumnType
@@ -251,8 +246,8 @@ def test_noop_task_config_carries_its_settings() -> None:
     assert not any(k.startswith("data.") for k in config) and "dataset" not in config
 
 
-# The coordinator must not import torch or pandas, so jobspec mirrors a few lists; these
-# tests keep the mirrors equal to the originals.
+# The coordinator must not import torch or pandas, so jobspec and model_spec mirror a few
+# lists; these tests keep the mirrors equal to the originals.
 
 
 def test_model_names_mirror_learning_models() -> None:
@@ -279,8 +274,8 @@ def test_custom_path_rule_agrees_with_learning_custom(path: str) -> None:
         importable = True
     except ConfigError:
         importable = False
-    accepted = jobspec._CUSTOM_PATH.fullmatch(path) is not None
-    # jobspec insists on the colon form; whatever it accepts, learning.custom accepts too.
+    accepted = model_spec._CUSTOM_PATH.fullmatch(path) is not None
+    # model_spec insists on the colon form; whatever it accepts, learning.custom accepts too.
     assert accepted <= importable
     assert accepted == (importable and ":" in path)
 

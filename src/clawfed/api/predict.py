@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clawfed.coordinator.jobspec import NOOP_MODEL, JobSpec
+from clawfed.coordinator.jobspec import JobSpec
 from clawfed.coordinator.ledger import SqlLedger
+from clawfed.coordinator.model_spec import NOOP_MODEL
 from clawfed.core import ConfigError, DataError, Weights
 from clawfed.governance.db import Database
 from clawfed.governance.registry import ModelVersion

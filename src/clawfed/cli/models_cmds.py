@@ -15,7 +15,8 @@ from rich.table import Table
 
 from clawfed.cli.common import console, find_workspace
 from clawfed.cli.federation_cmds import WorkspaceOpt
-from clawfed.coordinator.jobspec import NOOP_MODEL, parse_job
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.model_spec import NOOP_MODEL
 from clawfed.coordinator.valuemap import value_change
 from clawfed.coordinator.workspace import Workspace
 from clawfed.core import ConfigError, Weights

@@ -14,7 +14,6 @@ from typing import Any
 
 from clawfed.aggregation import Strategy
 from clawfed.aggregation.errors import TooFewUpdates
-from clawfed.aggregation.round_details import RoundDetails
 from clawfed.aggregation.state import ArrayStateful
 from clawfed.coordinator.approval_gate import ParticipationGate
 from clawfed.coordinator.diagnostics import RoundDiagnostics
@@ -28,14 +27,9 @@ from clawfed.coordinator.gateway import (
     TaskRequest,
 )
 from clawfed.coordinator.jobspec import JobSpec
-from clawfed.coordinator.phases import (
-    ask_all,
-    describe_failures,
-    evaluation_metrics,
-    pooled_standardizer,
-    weighted_mean,
-)
+from clawfed.coordinator.phases import ask_all, describe_failures, pooled_standardizer
 from clawfed.coordinator.round_extras import AuditSink, FactLookup, RoundExtras
+from clawfed.coordinator.round_finish import RoundFinisher, with_details
 from clawfed.coordinator.round_records import (
     ContributionHistory,
     EventSink,
@@ -46,7 +40,7 @@ from clawfed.coordinator.round_records import (
     combine_metrics,
 )
 from clawfed.coordinator.task_config import task_config
-from clawfed.core import JobError, NodeInfo, Update, UpdateRejected, Weights
+from clawfed.core import JobError, Update, UpdateRejected, Weights
 from clawfed.core.buffers import release_free_heap
 
 log = logging.getLogger("clawfed.coordinator.engine")
@@ -80,13 +74,14 @@ class RoundEngine:
         self._strategy = strategy
         self._events = events
         self._standardizer: dict[str, list[float]] | None = None
+        self._finisher = RoundFinisher(gateway, spec, request=self._request)
         self._private: Any = None  # secure aggregation / DP rounds (secure_round.py)
         if spec.privacy is not None and spec.privacy.private_rounds:
             from clawfed.coordinator.secure_round import PrivateRounds
 
             self._private = PrivateRounds(
                 gateway, ledger, job_id=job_id, spec=spec, strategy=strategy, events=events,
-                request=self._request, finish=self._finish_report,
+                request=self._request, finish=self._finisher.finish,
             )  # fmt: skip
         self._extras = RoundExtras(
             gateway, spec, strategy, job_id=job_id, events=events, facts=facts, audit=audit,
@@ -156,24 +151,6 @@ class RoundEngine:
             )
         return pooled_standardizer(answers.outcomes)
 
-    async def _evaluate(
-        self, round_no: int, weights: Weights, nodes: Sequence[NodeInfo]
-    ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
-        """Holdout metrics of ``weights`` on each node (those that answer in time)."""
-        model = self._gw.prepare(weights)
-        answers = await ask_all(
-            self._gw, nodes, lambda _n: self._request(TaskKind.EVALUATE, round_no, {}, None),
-            model, self._spec.round_deadline_s,
-        )  # fmt: skip
-        if answers.failures:
-            log.warning("job %s round %d: evaluation missing from %s", self._spec.name,
-                        round_no, describe_failures(answers.failures))  # fmt: skip
-        return evaluation_metrics(answers.outcomes)
-
-    def _evaluates(self, round_no: int) -> bool:
-        every = self._spec.evaluate_every
-        return every > 0 and (round_no % every == 0 or round_no == self._spec.rounds)
-
     async def _initial_weights(self) -> Weights:
         """Ask one live participant for the model's initial weights."""
         last = "no node connected"
@@ -224,29 +201,6 @@ class RoundEngine:
             f"job {self._spec.name}: round {round_no} failed after {attempts} attempt(s): "
             f"{last_reason}"
         )
-
-    async def _finish_report(
-        self, report: RoundReport, new_weights: Weights, diagnostics: RoundDiagnostics
-    ) -> RoundReport:
-        """Add holdout evaluation (when due) and update diagnostics to a round's report."""
-        parts = list(report.participants)
-        combined = dict(report.metrics)
-        if self._evaluates(report.round_no):
-            nodes = [NodeInfo(p.node_id, p.department or p.node_id) for p in parts]
-            per_node, sizes = await self._evaluate(report.round_no, new_weights, nodes)
-            parts = [
-                Participant(p.node_id, p.department, p.num_samples, {
-                    **{f"train_{k}": v for k, v in p.metrics.items()},
-                    **per_node.get(p.node_id, {}),
-                })
-                for p in parts
-            ]  # fmt: skip
-            combined = {f"train_{k}": v for k, v in combined.items()}
-            combined.update(weighted_mean(per_node, sizes))
-        for node_id, (norm, cos) in diagnostics.finish(new_weights).items():
-            combined[f"diag.{node_id}.norm"] = norm
-            combined[f"diag.{node_id}.cosine"] = cos
-        return _with_metrics(report, parts, combined)
 
     def _final(self, attempt: int) -> bool:
         return attempt >= self._spec.max_retries + 1
@@ -403,11 +357,11 @@ class RoundEngine:
             self._ledger.record_failed_attempt(report, str(exc), final=self._final(attempt))
             return str(exc)
         new_weights.check_finite()
-        report = await self._finish_report(report, new_weights, diagnostics)
+        report = await self._finisher.finish(report, new_weights, diagnostics)
         details = await self._extras.details(
             round_no, weights, aggregator, report.metrics, departments
         )
-        report = _with_details(report, details)
+        report = with_details(report, details)
         arrays = (
             self._strategy.state_arrays() if isinstance(self._strategy, ArrayStateful) else None
         )
@@ -421,31 +375,3 @@ class RoundEngine:
             {"job_id": self._job_id, "round": round_no, "version": version, "report": report},
         )
         return new_weights, version
-
-
-def _with_metrics(
-    report: RoundReport, parts: Sequence[Participant], metrics: Mapping[str, float]
-) -> RoundReport:
-    return RoundReport(
-        report.job_id, report.round_no, report.attempt, report.started_at, report.finished_at,
-        tuple(parts), report.dropped, report.rejected, report.bytes_down, report.bytes_up,
-        dict(metrics), report.details,
-    )  # fmt: skip
-
-
-def _with_details(report: RoundReport, details: RoundDetails) -> RoundReport:
-    """``report`` with ``details``; updates left out by policy move to ``rejected``."""
-    out = {w.node_id: w for w in details.weights if w.action == "rejected"}
-    flags = {f.node_id: f for f in details.free_riders}
-    rejected = list(report.rejected)
-    for node_id in sorted(out):
-        flag = flags.get(node_id)
-        reason = "free_rider" if flag is not None else "zero_weight"
-        why = flag.evidence if flag is not None else "its aggregation weight is 0"
-        rejected.append(Exclusion(node_id, reason, why))
-    return dataclasses.replace(
-        report,
-        participants=tuple(p for p in report.participants if p.node_id not in out),
-        rejected=tuple(rejected),
-        details=details,
-    )

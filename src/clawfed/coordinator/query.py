@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clawfed.coordinator.gateway import NodeGateway, TaskKind, TaskOutcome, TaskRequest
-from clawfed.coordinator.jobspec import REGRESSION_MODELS, JobSpec, parse_job
+from clawfed.coordinator.jobspec import JobSpec, parse_job
 from clawfed.coordinator.ledger import SqlLedger
+from clawfed.coordinator.model_spec import REGRESSION_MODELS
 from clawfed.coordinator.phases import ask_all
 from clawfed.coordinator.task_config import task_config
 from clawfed.core import ConfigError, JobError, NotFoundError, Weights

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from grpc import aio
@@ -18,24 +17,19 @@ from clawfed.coordinator.gateway import (
     TaskKind,
     TaskOutcome,
     TaskRequest,
-    deliver,
-    validate_returned,
 )
+from clawfed.coordinator.update_receiver import PendingTask, UpdateReceiver
 from clawfed.core import (
     NodeInfo,
-    PayloadError,
     RejectReason,
     UpdateRejected,
-    Weights,
 )
-from clawfed.core.buffers import shared_pool
 from clawfed.core.errors import WireError
 from clawfed.wire import values as wire_values
 from clawfed.wire._proto import federation_pb2 as pb
 from clawfed.wire.broadcast import EncodedModel
 from clawfed.wire.chunkwire import ChunkView, parse_node_message
 from clawfed.wire.eof import STREAM_END
-from clawfed.wire.payload import ChunkLike, Reassembler
 
 if TYPE_CHECKING:
     from clawfed.coordinator.session_hub import SessionHub
@@ -73,15 +67,6 @@ SESSION_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 SessionContext = aio.ServicerContext[pb.NodeMessage | ChunkView, pb.CoordinatorMessage | bytes]
 
 
-@dataclass
-class _Pending:
-    request: TaskRequest
-    future: asyncio.Future[TaskOutcome]
-    reassembler: Reassembler | None = None
-    num_samples: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
 class NodeSession:
     """The coordinator's end of one node's stream."""
 
@@ -95,17 +80,9 @@ class NodeSession:
         self.session_id = uuid.uuid4().hex
         # what the Session stream's (de)serializers above read and write
         self._ctx: SessionContext = context
-        self._hub = hub
         self._wlock = asyncio.Lock()
-        self._pending: dict[str, _Pending] = {}
-        self._receiving: _Pending | None = None
-        self._announced: _Pending | None = None  # header in, waiting for a memory slot
-        self._chunks_seen = 0  # chunks read so far, for the stall watch
-        self._stall_mark = 0  # ``_chunks_seen`` at the stall watch's last tick
-        self._stall_idle_s = 0.0  # time without a chunk while receiving (on-time ticks only)
-        self._discard: str | None = None  # payload id whose chunks are thrown away
-        self._holding_memory = False
-        self._awaiting_memory = False
+        self._pending: dict[str, PendingTask] = {}
+        self._rx = UpdateReceiver(info.node_id, hub)
         self.last_seen = time.monotonic()
         self.closed = asyncio.Event()
         self.close_reason = ""
@@ -115,12 +92,12 @@ class NodeSession:
     @property
     def busy_receiving(self) -> bool:
         """Receiving an update, or waiting for memory to receive one (no heartbeats then)."""
-        return self._receiving is not None or self._awaiting_memory
+        return self._rx.receiving is not None or self._rx.awaiting_memory
 
     @property
     def receiving_progress(self) -> tuple[int, int] | None:
         """(bytes received, bytes announced) of the update being received, else None."""
-        pending = self._receiving
+        pending = self._rx.receiving
         if pending is None or pending.reassembler is None:
             return None
         return pending.reassembler.received_bytes, pending.reassembler.total_bytes
@@ -128,7 +105,7 @@ class NodeSession:
     @property
     def holding_memory(self) -> bool:
         """Whether this session holds one of the hub's memory slots (receiving an update)."""
-        return self._holding_memory
+        return self._rx.holding_memory
 
     @property
     def write_busy(self) -> bool:
@@ -144,7 +121,7 @@ class NodeSession:
         if self.closed.is_set():
             raise TaskFailed(self.info.node_id, FailureCode.DISCONNECTED, self.close_reason)
         loop = asyncio.get_running_loop()
-        pending = _Pending(request, loop.create_future())
+        pending = PendingTask(request, loop.create_future())
         self._pending[request.task_id] = pending
         task = pb.Task(
             task_id=request.task_id,
@@ -179,8 +156,8 @@ class NodeSession:
             ) from exc
         finally:
             self._pending.pop(request.task_id, None)
-            if self._receiving is pending:
-                self._end_receiving()
+            if self._rx.receiving is pending:
+                self._rx.end_receiving()
 
     async def cancel(self, task_id: str, reason: str) -> None:
         pending = self._pending.get(task_id)
@@ -217,17 +194,15 @@ class NodeSession:
                     break
                 self.last_seen = time.monotonic()
                 if isinstance(message, ChunkView):
-                    self._chunks_seen += 1
-                    self._on_chunk(message)
+                    self._rx.on_chunk(message)
                     continue
                 assert isinstance(message, pb.NodeMessage)
                 kind = message.WhichOneof("body")
                 if kind == "chunk":
-                    self._chunks_seen += 1
-                    self._on_chunk(message.chunk)
+                    self._rx.on_chunk(message.chunk)
                     continue
-                if self._receiving is not None:
-                    self._fail_receiving(
+                if self._rx.receiving is not None:
+                    self._rx.fail_receiving(
                         RejectReason.TRUNCATED,
                         f"a {kind} message arrived before the update's last chunk",
                     )
@@ -253,20 +228,7 @@ class NodeSession:
             self._close()
 
     def _close(self) -> None:
-        if self._receiving is not None:
-            self._fail_receiving(
-                RejectReason.TRUNCATED, f"the stream ended mid-update ({self.close_reason})"
-            )
-        announced = self._announced
-        if announced is not None and not announced.future.done():
-            # the header arrived, the bytes did not: the update is cut off, not merely absent
-            announced.future.set_exception(
-                UpdateRejected(
-                    RejectReason.TRUNCATED,
-                    "the stream ended after the update's header, before its bytes "
-                    f"(while waiting for a memory slot; {self.close_reason})",
-                )
-            )
+        self._rx.close(self.close_reason)
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(
@@ -283,7 +245,7 @@ class NodeSession:
         outcome = result.WhichOneof("outcome")
         if pending is None or pending.future.done():
             if outcome == "success" and result.success.HasField("update"):
-                self._discard = result.success.update.payload_id
+                self._rx.discard = result.success.update.payload_id
             log.info(
                 "%s: result for unknown or finished task %s ignored",
                 self.info.node_id,
@@ -308,105 +270,9 @@ class NodeSession:
         pending.num_samples = int(success.num_samples)
         pending.metrics = dict(success.metrics)
         if not success.HasField("update"):
-            self._deliver(pending, None, 0)
+            self._rx.deliver(pending, None, 0)
             return
-        header = success.update
-        limit = self._hub.max_update_bytes
-        if header.total_bytes > limit:
-            self._discard = header.payload_id
-            pending.future.set_exception(
-                UpdateRejected(
-                    RejectReason.OVERSIZE,
-                    f"update announces {header.total_bytes} bytes, the limit is {limit}",
-                )
-            )
-            return
-        self._awaiting_memory = True
-        self._announced = pending
-        try:
-            await self._hub.memory.acquire()  # back-pressure: stop reading until there is room
-        finally:
-            self._awaiting_memory = False
-        self._announced = None  # left set when cancelled: ``_close`` rejects it as truncated
-        self._holding_memory = True
-        self._stall_mark = self._chunks_seen
-        self._stall_idle_s = 0.0
-        try:
-            pending.reassembler = Reassembler(
-                header,
-                max_total_bytes=limit,
-                expected=pending.request.expected,
-                pool=shared_pool(),  # the pool the FedAvg result also draws on
-            )
-        except PayloadError as exc:
-            self._release_memory()
-            self._discard = header.payload_id
-            pending.future.set_exception(UpdateRejected(exc.reason, exc.detail))
-            return
-        self._receiving = pending
-        if pending.reassembler.done:
-            self._complete(pending)
-
-    def _on_chunk(self, chunk: ChunkLike) -> None:
-        pending = self._receiving
-        if pending is None or pending.reassembler is None:
-            if chunk.payload_id != self._discard:
-                log.info(
-                    "%s: stray chunk of payload %s ignored",
-                    self.info.node_id,
-                    chunk.payload_id[:12],
-                )
-            return
-        try:
-            pending.reassembler.add(chunk)
-        except PayloadError as exc:
-            self._discard = pending.reassembler.payload_id
-            self._fail_receiving(exc.reason, exc.detail)
-            return
-        if pending.reassembler.done:
-            self._complete(pending)
-
-    def _complete(self, pending: _Pending) -> None:
-        assert pending.reassembler is not None
-        reassembler = pending.reassembler
-        try:
-            weights = reassembler.finish()
-            validate_returned(weights, pending.request.expected)
-        except PayloadError as exc:
-            self._fail_receiving(exc.reason, exc.detail)
-            return
-        except UpdateRejected as exc:
-            self._fail_receiving(exc.reason, exc.detail)
-            return
-        self._end_receiving()
-        self._deliver(pending, weights, reassembler.total_bytes)
-
-    def _deliver(self, pending: _Pending, weights: Weights | None, nbytes: int) -> None:
-        if pending.num_samples <= 0 and pending.request.kind == TaskKind.FIT:
-            pending.future.set_exception(
-                UpdateRejected(
-                    RejectReason.BAD_SAMPLE_COUNT,
-                    f"num_samples must be > 0, got {pending.num_samples}",
-                )
-            )
-            return
-        try:
-            outcome = TaskOutcome(
-                self.info.node_id, max(pending.num_samples, 0), pending.metrics, weights, nbytes
-            )
-        except ValueError as exc:
-            pending.future.set_exception(
-                TaskFailed(self.info.node_id, FailureCode.NODE_ERROR, str(exc))
-            )
-            return
-        if pending.future.done():
-            return
-        try:
-            outcome = deliver(pending.request, outcome)
-        except Exception as exc:  # the consumer's verdict (or bug) fails this task only
-            pending.future.set_exception(exc)
-            return
-        pending.future.set_result(outcome)
+        await self._rx.on_header(pending, success.update)
 
     def check_stall(self, elapsed_s: float, limit_s: float) -> bool:
         """One tick of the stall watch; True if the update under way was rejected as stalled.
@@ -415,40 +281,4 @@ class NodeSession:
         on time (0 after the event loop was blocked, when unread chunks may be waiting), so
         a busy coordinator never blames its own delay on the sender.
         """
-        pending = self._receiving
-        if pending is None or pending.reassembler is None:
-            return False
-        if self._chunks_seen != self._stall_mark:
-            self._stall_mark = self._chunks_seen
-            self._stall_idle_s = 0.0
-            return False
-        self._stall_idle_s += elapsed_s
-        if self._stall_idle_s <= limit_s:
-            return False
-        r = pending.reassembler
-        self._discard = r.payload_id  # chunks that still come are dropped quietly
-        self._fail_receiving(
-            RejectReason.TRUNCATED,
-            f"the sender stalled mid-update: no chunk for {self._stall_idle_s:.1f} s "
-            f"(limit {limit_s:g} s) after {r.received_bytes} of {r.total_bytes} bytes; "
-            "its memory slot was released",
-        )
-        log.warning("%s: update stalled mid-way, rejected as truncated", self.info.node_id)
-        return True
-
-    def _fail_receiving(self, reason: RejectReason, detail: str) -> None:
-        pending = self._receiving
-        self._end_receiving()
-        if pending is not None and not pending.future.done():
-            pending.future.set_exception(UpdateRejected(reason, detail))
-
-    def _end_receiving(self) -> None:
-        if self._receiving is not None:
-            self._receiving.reassembler = None
-        self._receiving = None
-        self._release_memory()
-
-    def _release_memory(self) -> None:
-        if self._holding_memory:
-            self._holding_memory = False
-            self._hub.memory.release()
+        return self._rx.check_stall(elapsed_s, limit_s)

@@ -38,7 +38,8 @@ from dataclasses import fields
 from enum import StrEnum
 from typing import Any
 
-from clawfed.coordinator.jobspec import TRAIN_KEYS, JobSpec, Scalar
+from clawfed.coordinator.jobspec import TRAIN_KEYS, JobSpec
+from clawfed.coordinator.model_spec import Scalar
 from clawfed.core import ConfigError
 from clawfed.learning.trainer import FitConfig
 from clawfed.wire.codecs import CODEC_KEY, ERROR_FEEDBACK_KEY, TOPK_RATIO_KEY, CodecName

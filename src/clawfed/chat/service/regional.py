@@ -15,7 +15,8 @@ from clawfed.chat.service.replies import Answer, ChartAnswer, GroupedBarChart, T
 from clawfed.chat.service.store import ChatStore
 from clawfed.chat.service.views import joined, span, t
 from clawfed.chat.service.vocab import region_label
-from clawfed.coordinator.jobspec import REGRESSION_MODELS, parse_job
+from clawfed.coordinator.jobspec import parse_job
+from clawfed.coordinator.model_spec import REGRESSION_MODELS
 from clawfed.coordinator.query import ErrorQuery, GroupError, QueryResult
 from clawfed.core.errors import ClawfedError
 from clawfed.governance.jobs import JobRecord
