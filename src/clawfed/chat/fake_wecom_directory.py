@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clawfed.core.errors import ConfigError
+from clawfed.core.validation import describe_errors
 
 #: WeCom user ids: letters, digits and ``_-.@`` (up to 64 characters).
 _USERID = r"^[A-Za-z0-9_.@-]{1,64}$"
@@ -98,7 +99,7 @@ def load_directory(path: Path) -> Directory:
     try:
         parsed = _Directory.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_problems(exc)}") from exc
+        raise ConfigError(f"{path}: {describe_errors(exc)}") from exc
     profiles: dict[str, dict[str, Any]] = {}
     for userid, person in parsed.users.items():
         flags = person.is_leader_in_dept or [0] * len(person.department)
@@ -109,12 +110,3 @@ def load_directory(path: Path) -> Directory:
             "position": person.position,
         }
     return Directory(dict(parsed.departments), profiles)
-
-
-def _problems(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"])
-        msg = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from clawfed.aggregation.round_details import RoundDetails
 from clawfed.coordinator.diagnostics import RoundDiagnostics
@@ -55,7 +55,7 @@ class RoundFinisher:
         for node_id, (norm, cos) in diagnostics.finish(new_weights).items():
             combined[f"diag.{node_id}.norm"] = norm
             combined[f"diag.{node_id}.cosine"] = cos
-        return _with_metrics(report, parts, combined)
+        return dataclasses.replace(report, participants=tuple(parts), metrics=combined)
 
     async def _evaluate(
         self, round_no: int, weights: Weights, nodes: Sequence[NodeInfo]
@@ -74,16 +74,6 @@ class RoundFinisher:
     def _evaluates(self, round_no: int) -> bool:
         every = self._spec.evaluate_every
         return every > 0 and (round_no % every == 0 or round_no == self._spec.rounds)
-
-
-def _with_metrics(
-    report: RoundReport, parts: Sequence[Participant], metrics: Mapping[str, float]
-) -> RoundReport:
-    return RoundReport(
-        report.job_id, report.round_no, report.attempt, report.started_at, report.finished_at,
-        tuple(parts), report.dropped, report.rejected, report.bytes_down, report.bytes_up,
-        dict(metrics), report.details,
-    )  # fmt: skip
 
 
 def with_details(report: RoundReport, details: RoundDetails) -> RoundReport:

@@ -270,7 +270,7 @@ class NodeSession:
         pending.num_samples = int(success.num_samples)
         pending.metrics = dict(success.metrics)
         if not success.HasField("update"):
-            self._rx.deliver(pending, None, 0)
+            self._rx.settle(pending, None, 0)
             return
         await self._rx.on_header(pending, success.update)
 

@@ -125,9 +125,9 @@ class UpdateReceiver:
             self.fail_receiving(exc.reason, exc.detail)
             return
         self.end_receiving()
-        self.deliver(pending, weights, reassembler.total_bytes)
+        self.settle(pending, weights, reassembler.total_bytes)
 
-    def deliver(self, pending: PendingTask, weights: Weights | None, nbytes: int) -> None:
+    def settle(self, pending: PendingTask, weights: Weights | None, nbytes: int) -> None:
         """Resolve ``pending`` with its outcome, or with why the outcome is refused."""
         if pending.num_samples <= 0 and pending.request.kind == TaskKind.FIT:
             pending.future.set_exception(

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from clawfed.core.errors import ConfigError, DataError
+from clawfed.core.validation import describe_errors
 from clawfed.data.encode import (
     FloatMatrix,
     Labels,
@@ -24,7 +25,7 @@ from clawfed.data.encode import (
     resolve_categories,
     resolve_types,
 )
-from clawfed.data.harmonize import Harmonization, describe_errors
+from clawfed.data.harmonize import Harmonization
 from clawfed.data.schema import ColumnType, category_key
 from clawfed.data.sources import CsvSource, ParquetSource, Source, read_source
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clawfed.core.errors import ConfigError, DataError
+from clawfed.core.validation import describe_errors
 from clawfed.data.schema import category_key
 
 #: A single cell value a rule may name (a fill value, a missing-value marker).
@@ -271,15 +272,6 @@ def save_harmonization(mapping: Harmonization, path: Path | str, *, header: str 
     comments = "".join(f"# {line}\n" for line in header.splitlines())
     file.write_text(comments + body, encoding="utf-8")
     return file
-
-
-def describe_errors(exc: ValidationError) -> str:
-    """One line per pydantic error: ``location: message``."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<top level>"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def _prefix(dataset: str | None) -> str:

@@ -16,6 +16,7 @@ from torch import nn
 
 from clawfed.aggregation import ConfigValue
 from clawfed.core import ConfigError, DataError, Weights
+from clawfed.core.validation import describe_errors
 from clawfed.data import (
     ColumnType,
     CsvSource,
@@ -32,7 +33,6 @@ from clawfed.data import (
     load_split,
     local_moments,
 )
-from clawfed.data.harmonize import describe_errors
 from clawfed.learning import EvalConfig, TrainData
 from clawfed.learning.convert import weights_from_module
 from clawfed.learning.models import model_from_spec

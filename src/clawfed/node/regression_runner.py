@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from clawfed.aggregation import ConfigValue
 from clawfed.core import ConfigError, DataError, Weights
+from clawfed.core.validation import describe_errors
 from clawfed.data import (
     DatasetSpec,
     Harmonization,
@@ -23,7 +24,6 @@ from clawfed.data import (
     local_moments,
     read_source,
 )
-from clawfed.data.harmonize import describe_errors
 from clawfed.learning import EvalConfig
 from clawfed.learning.convert import weights_from_module
 from clawfed.learning.regression import (
